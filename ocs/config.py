@@ -1,0 +1,252 @@
+"""Configuration: TOML -> frozen dataclasses, validated once at start-up.
+
+Every key of the operator's contract (spec section 1) is a field here with its
+default.  An unknown key or a value of the wrong type raises
+:class:`ConfigError` whose message names the full key path (``radius.clients[0].secret``),
+so ``ocsd`` and ``ocsctl`` can print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PATH = "config/ocs.toml"
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message is one line naming the key path."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str = "ocs1"
+
+
+@dataclass(frozen=True)
+class PeerRule:
+    """One entry of the optional Diameter peer allow-list; empty fields match anything."""
+
+    origin_host: str = ""
+    origin_realm: str = ""
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class DiameterConfig:
+    listen: tuple[str, ...] = ("127.0.0.1:3868",)
+    origin_host: str = "ocs.example.net"
+    origin_realm: str = "example.net"
+    watchdog_seconds: int = 30
+    vendor_id: int = 0
+    product_name: str = "ocsd"
+    max_message_bytes: int = 1048576
+    max_inflight_per_peer: int = 256
+    max_inflight: int = 4096
+    allowed_peers: tuple[PeerRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class RadiusClient:
+    address: str = "127.0.0.1/32"
+    secret: str = "testing123"
+    name: str = "local"
+
+
+@dataclass(frozen=True)
+class RadiusConfig:
+    auth_listen: str = "127.0.0.1:1812"
+    acct_listen: str = "127.0.0.1:1813"
+    dictionary: str = "radius/dictionary"
+    extra_dictionaries: tuple[str, ...] = ()
+    require_message_authenticator: bool = True
+    start_timeout_seconds: int = 60
+    acct_interim_interval: int = 0
+    max_inflight: int = 2048
+    replies_per_second_per_client: int = 20000
+    duplicate_cache_seconds: int = 30
+    socket_buffer_bytes: int = 4194304
+    clients: tuple[RadiusClient, ...] = (RadiusClient(),)
+
+
+@dataclass(frozen=True)
+class ChargingConfig:
+    grant_seconds: int = 300
+    max_grant_seconds: int = 3600
+    grant_octets: int = 10485760
+    max_grant_octets: int = 1073741824
+    validity_seconds: int = 1800
+    grace_seconds: int = 60
+    reaper_interval_seconds: int = 5
+    shards: int = 16
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "ocs:"
+    cluster: bool = False
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    dsn: str = "postgresql://postgres@127.0.0.1:5432/ocs"
+    flush_batch: int = 2000
+    flush_interval_ms: int = 100
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    listen: str = "127.0.0.1:9108"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class Config:
+    node: NodeConfig = field(default_factory=NodeConfig)
+    diameter: DiameterConfig = field(default_factory=DiameterConfig)
+    radius: RadiusConfig = field(default_factory=RadiusConfig)
+    charging: ChargingConfig = field(default_factory=ChargingConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "log.level": ("debug", "info", "warning", "error"),
+    "log.format": ("json", "console"),
+}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(path: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against the annotation ``tp`` and build nested dataclasses."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a table, got {type(value).__name__}")
+        return _build(path, tp, value)
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected an array, got {type(value).__name__}")
+        return tuple(_convert(f"{path}[{i}]", item_tp, v) for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{path}: unsupported union type")  # pragma: no cover
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected a boolean, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{path}: must not be negative, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        choices = _CHOICES.get(path)
+        if choices and value not in choices:
+            raise ConfigError(f"{path}: must be one of {', '.join(choices)}, got {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def _build(prefix: str, cls: type[Any], table: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            raise ConfigError(f"{path}: unknown key")
+        kwargs[key] = _convert(path, hints[key], value)
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    for i, c in enumerate(cfg.radius.clients):
+        try:
+            ipaddress.ip_network(c.address, strict=False)
+        except ValueError:
+            raise ConfigError(f"radius.clients[{i}].address: not an address or CIDR: {c.address!r}") from None
+        if not c.secret:
+            raise ConfigError(f"radius.clients[{i}].secret: must not be empty")
+    for key, addr in (
+        ("radius.auth_listen", cfg.radius.auth_listen),
+        ("radius.acct_listen", cfg.radius.acct_listen),
+        ("http.listen", cfg.http.listen),
+        *((f"diameter.listen[{i}]", a) for i, a in enumerate(cfg.diameter.listen)),
+    ):
+        try:
+            split_hostport(addr)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+    if cfg.charging.shards < 1:
+        raise ConfigError("charging.shards: must be at least 1")
+    if cfg.charging.max_grant_seconds < 1:
+        raise ConfigError("charging.max_grant_seconds: must be at least 1")
+
+
+def split_hostport(addr: str) -> tuple[str, int]:
+    """``"127.0.0.1:3868"`` / ``"[::1]:3868"`` -> (host, port)."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"expected HOST:PORT, got {addr!r}")
+    host = host.strip("[]")
+    p = int(port)
+    if not 0 <= p <= 65535:
+        raise ValueError(f"port out of range in {addr!r}")
+    return host, p
+
+
+def from_mapping(data: dict[str, Any], env: typing.Mapping[str, str] | None = None) -> Config:
+    """Build a validated :class:`Config` from parsed TOML plus environment overrides."""
+    cfg: Config = _build("", Config, data)
+    env = os.environ if env is None else env
+    if env.get("OCS_REDIS_URL"):
+        cfg = dataclasses.replace(cfg, redis=dataclasses.replace(cfg.redis, url=env["OCS_REDIS_URL"]))
+    if env.get("OCS_POSTGRES_DSN"):
+        cfg = dataclasses.replace(
+            cfg, postgres=dataclasses.replace(cfg.postgres, dsn=env["OCS_POSTGRES_DSN"])
+        )
+    _validate(cfg)
+    return cfg
+
+
+def resolve_path(explicit: str | None, env: typing.Mapping[str, str] | None = None) -> Path:
+    """``--config`` wins, then ``$OCS_CONFIG``, then ``config/ocs.toml`` (spec section 1)."""
+    env = os.environ if env is None else env
+    return Path(explicit or env.get("OCS_CONFIG") or DEFAULT_PATH)
+
+
+def load(explicit: str | None = None, env: typing.Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config file; a missing default file means all defaults."""
+    path = resolve_path(explicit, env)
+    if not path.exists():
+        if explicit is None and (env or os.environ).get("OCS_CONFIG") is None:
+            return from_mapping({}, env)
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return from_mapping(data, env)

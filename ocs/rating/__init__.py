@@ -1,0 +1,1 @@
+"""Pure rating: tariff model, number normalisation, prefix index, bands, block pricing."""

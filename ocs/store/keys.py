@@ -1,0 +1,84 @@
+"""Every Redis key the OCS uses, in one place (layout version 1).
+
+Cluster safety: all keys one script touches share a hash tag.  An account is
+mapped to a *shard* ``s`` = crc32(account id) mod ``charging.shards``; every key
+of the account (balance hash, its sessions, the shard's expiry index and usage
+stream) carries the tag ``{s<shard>}``.  So every Lua script touches one slot,
+and the usage stream can be appended inside the same script as the debit
+(no debit without a record).  ``charging.shards`` must never change on a live
+deployment: it is part of the layout, like the prefix.
+
+Keys (``P`` is ``redis.key_prefix``, ``S`` the ``{sNN}`` tag):
+
+- ``P S:acct:<id>``          hash: bal, rsv, cl, type, st, cur, tariff, nsess
+- ``P S:acct:<id>:applied``  set of ledger ids applied to bal (top-up idempotency)
+- ``P S:sess:<sid>|<rg>``    hash: session state (see charging.py / lua headers)
+- ``P S:expiry``             zset: session key -> expiry (epoch ms), for the reaper
+- ``P S:usage``              stream of usage records and CDRs (group ``flush``)
+- ``P S:seq``                counter for record ids
+- ``P alias:<value>``        string: account id
+- ``P sidx:<sid>``            string: account id owning front-end session ``sid`` (so an
+                               update/terminate without a subscriber still finds it)
+- ``P origin:<origin>``      set of ``sid|rg|account`` opened through a NAS/peer
+- ``P tariffs:gen``          counter bumped by every tariff import (daemons reload)
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+LAYOUT_VERSION = 1
+USAGE_GROUP = "flush"
+
+
+def shard_of(account_id: str, shards: int) -> int:
+    """Stable shard of an account (crc32, not Python's salted hash)."""
+    return zlib.crc32(account_id.encode()) % shards
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder bound to a prefix and shard count."""
+
+    prefix: str = "ocs:"
+    shards: int = 16
+
+    def tag(self, shard: int) -> str:
+        return f"{self.prefix}{{s{shard:02d}}}"
+
+    def tag_of(self, account_id: str) -> str:
+        return self.tag(shard_of(account_id, self.shards))
+
+    def account(self, account_id: str) -> str:
+        return f"{self.tag_of(account_id)}:acct:{account_id}"
+
+    def applied(self, account_id: str) -> str:
+        return f"{self.tag_of(account_id)}:acct:{account_id}:applied"
+
+    def session(self, account_id: str, session: str, rating_group: int) -> str:
+        return f"{self.tag_of(account_id)}:sess:{session}|{rating_group}"
+
+    def expiry(self, shard: int) -> str:
+        return f"{self.tag(shard)}:expiry"
+
+    def usage(self, shard: int) -> str:
+        return f"{self.tag(shard)}:usage"
+
+    def seq(self, shard: int) -> str:
+        return f"{self.tag(shard)}:seq"
+
+    def alias(self, value: str) -> str:
+        return f"{self.prefix}alias:{value}"
+
+    def session_index(self, session: str) -> str:
+        return f"{self.prefix}sidx:{session}"
+
+    def origin(self, origin: str) -> str:
+        return f"{self.prefix}origin:{origin}"
+
+    def tariffs_gen(self) -> str:
+        return f"{self.prefix}tariffs:gen"
+
+    def all_usage_streams(self) -> list[str]:
+        return [self.usage(s) for s in range(self.shards)]
