@@ -1,0 +1,89 @@
+"""Prometheus metric families (spec section 8), created per daemon, never at import time.
+
+Front ends and the core receive the one :class:`Metrics` instance from the
+composition root.  Label values are bounded: protocol, request type and result
+come from small fixed sets; RADIUS clients are labelled by their configured
+name, never by source address.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """All metric families of one process, on their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "ocs_requests_total",
+            "Charging requests answered, by protocol, request type and result.",
+            ["protocol", "type", "result"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "ocs_request_duration_seconds",
+            "Time from request decoded to answer written, by protocol and type.",
+            ["protocol", "type"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.core_latency = Histogram(
+            "ocs_charging_duration_seconds",
+            "Time spent in a charging verb, by verb.",
+            ["verb"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.active_sessions = Gauge(
+            "ocs_active_sessions", "Open charging sessions holding a reservation.", registry=r
+        )
+        self.reserved = Gauge(
+            "ocs_reserved_micros",
+            "Money currently reserved by open sessions, in micro-units of the accounts' currencies.",
+            registry=r,
+        )
+        self.stream_lag = Gauge(
+            "ocs_usage_stream_lag_records",
+            "Usage records in the Redis stream not yet committed to PostgreSQL.",
+            registry=r,
+        )
+        self.stream_lag_seconds = Gauge(
+            "ocs_usage_stream_lag_seconds",
+            "Age of the oldest usage record not yet committed to PostgreSQL.",
+            registry=r,
+        )
+        self.flushed = Counter(
+            "ocs_usage_flushed_records_total", "Usage records committed to PostgreSQL.", registry=r
+        )
+        self.flush_errors = Counter(
+            "ocs_usage_flush_errors_total", "Failed flush attempts (PostgreSQL unreachable or failing).",
+            registry=r,
+        )
+        self.reaped = Counter(
+            "ocs_reaped_sessions_total", "Sessions whose holds were released after validity + grace.",
+            registry=r,
+        )
+        self.dropped = Counter(
+            "ocs_dropped_packets_total",
+            "Packets or messages dropped without an answer, by protocol and reason.",
+            ["protocol", "reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "ocs_duplicate_requests_total",
+            "Retransmitted requests answered from a cache or stored outcome.",
+            ["protocol"],
+            registry=r,
+        )
+        self.peers = Gauge(
+            "ocs_diameter_peers", "Diameter peer connections by state.", ["state"], registry=r
+        )
+        self.dependency_up = Gauge(
+            "ocs_dependency_up", "1 when the dependency answered its last check.", ["dependency"],
+            registry=r,
+        )

@@ -1,0 +1,53 @@
+"""Typed access to the Lua scripts in ``ocs/store/lua``.
+
+Design rule (docs/architecture.md): one ``.lua`` file per atomic operation, its
+header listing KEYS, ARGV and every return code; Python calls it through a
+:class:`Script` with EVALSHA and falls back to SCRIPT LOAD on NOSCRIPT (a Redis
+restart or failover forgets loaded scripts).  Typed wrappers per script live
+next to their callers (``ocs/store/balance.py``, ``ocs/store/accounts_redis.py``) and build on
+:class:`Script`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
+
+ScriptArg = str | int | bytes
+
+
+def lua_source(name: str) -> str:
+    """The text of ``ocs/store/lua/<name>.lua``."""
+    return resources.files("ocs.store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Script:
+    """One Lua script, called by SHA with a NOSCRIPT fallback."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = lua_source(name)
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[ScriptArg]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            await client.script_load(self.source)  # type: ignore[no-untyped-call]
+            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+
+    def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[ScriptArg]) -> None:
+        """Add a call to a pipeline; call :meth:`ensure_loaded` once before executing it."""
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
+
+    async def ensure_loaded(self, client: Redis) -> None:
+        """Load the script if the server does not know it (before pipelined EVALSHA)."""
+        exists = await client.script_exists(self.sha)  # type: ignore[no-untyped-call]
+        if not exists[0]:
+            await client.script_load(self.source)  # type: ignore[no-untyped-call]
