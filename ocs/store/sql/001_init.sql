@@ -54,7 +54,7 @@ CREATE TABLE accounts (
     tariff        text NOT NULL REFERENCES tariffs(name),
     credit_limit  bigint NOT NULL DEFAULT 0 CHECK (credit_limit >= 0),
     status        text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'blocked')),
-    password_hash text,
+    password      text,                          -- RADIUS PAP/CHAP secret; cleartext because CHAP (RFC 1994) needs it (docs/security.md)
     created_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
