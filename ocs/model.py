@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -34,6 +35,7 @@ class Status(enum.Enum):
     BLOCKED = "blocked"  # account blocked (4010)
     NOT_RATED = "not_rated"  # no tariff row for the destination (5031)
     UNKNOWN_SESSION = "unknown_session"  # update/terminate of a session we do not hold (5002)
+    BAD_CREDENTIALS = "bad_credentials"  # RADIUS PAP/CHAP check failed (Access-Reject)
     INVALID = "invalid"  # the request itself is unusable (missing field) (5005)
     ERROR = "error"  # internal failure (5012); nothing was moved
 
@@ -77,6 +79,7 @@ class ChargeRequest:
     origin: str = ""  # NAS address or Diameter Origin-Host (records, Accounting-On/Off)
     calling: str = ""  # calling party for records
     termination_cause: str = ""  # for the CDR on terminate
+    password_check: Callable[[str], bool] | None = None  # given the stored secret: does the credential match?
 
 
 @dataclass(frozen=True)
