@@ -9,9 +9,9 @@ wire format; see ``docs/architecture.md``.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from collections.abc import Callable
 from typing import Protocol
 
 

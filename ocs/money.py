@@ -51,7 +51,7 @@ def parse(text: str, *, allow_negative: bool = True) -> Micros:
     return Micros(value)
 
 
-def format(amount: int, *, places: int | None = None) -> str:  # noqa: A001 - the module's verb
+def format(amount: int, *, places: int | None = None) -> str:
     """Format micro-units as a decimal string.
 
     ``places=None`` gives at least 2 decimals and as many more as needed to be
@@ -63,9 +63,8 @@ def format(amount: int, *, places: int | None = None) -> str:  # noqa: A001 - th
     digits = f"{frac:06d}"
     if places is None:
         digits = digits.rstrip("0").ljust(2, "0")
-    else:
-        if places != PLACES:
-            raise ValueError("only 6 fixed places are exact for micro-units")
+    elif places != PLACES:
+        raise ValueError("only 6 fixed places are exact for micro-units")
     return f"{sign}{whole}.{digits}"
 
 

@@ -18,7 +18,7 @@ from ocs.rating.tariff import RateRow, Tariff
 
 
 def normalize_number(raw: str) -> str:
-    """Spec section 3: drop tel:/sip: scheme and anything from '@' or ';', drop '+', a leading '00', keep digits."""
+    """Spec section 3: drop a tel:/sip: scheme and anything from "@" or ";", drop "+" and a leading "00"."""
     raise NotImplementedError
 
 

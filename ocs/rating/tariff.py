@@ -44,7 +44,7 @@ class RateRow:
 
 @dataclass(frozen=True)
 class BandInterval:
-    """One row of BANDS.csv: ``band`` covers ``days`` from ``start_minute`` (incl.) to ``end_minute`` (excl.)."""
+    """One row of BANDS.csv: ``band`` covers ``days`` from ``start_minute`` to ``end_minute`` (excl.)."""
 
     band: str
     days: frozenset[int]  # 0 = Monday ... 6 = Sunday

@@ -37,10 +37,10 @@ class Script:
 
     async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[ScriptArg]) -> Any:
         try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
-            await client.script_load(self.source)  # type: ignore[no-untyped-call]
-            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
 
     def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[ScriptArg]) -> None:
         """Add a call to a pipeline; call :meth:`ensure_loaded` once before executing it."""
@@ -48,6 +48,6 @@ class Script:
 
     async def ensure_loaded(self, client: Redis) -> None:
         """Load the script if the server does not know it (before pipelined EVALSHA)."""
-        exists = await client.script_exists(self.sha)  # type: ignore[no-untyped-call]
+        exists = await client.script_exists(self.sha)
         if not exists[0]:
-            await client.script_load(self.source)  # type: ignore[no-untyped-call]
+            await client.script_load(self.source)
