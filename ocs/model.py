@@ -15,6 +15,15 @@ from datetime import datetime
 from typing import Protocol
 
 
+class StoreUnavailable(Exception):
+    """The balance store (Redis) cannot be reached: nothing was decided, nothing moved.
+
+    Raised by the core's verbs instead of an outcome; front ends answer
+    Diameter 3004 DIAMETER_TOO_BUSY (RFC 6733 section 7.1.3) so the client
+    tries another server, and RADIUS drops the packet so the NAS retransmits.
+    """
+
+
 class Service(enum.Enum):
     """What is being charged; decides the unit (seconds, octets, messages)."""
 
