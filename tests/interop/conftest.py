@@ -1,0 +1,5 @@
+"""interop fixtures (ocsd as a subprocess): see tests/e2e/daemon.py."""
+
+from tests.e2e.daemon import daemon
+
+__all__ = ["daemon"]
