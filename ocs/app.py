@@ -1,0 +1,237 @@
+"""Composition root and lifecycle of ``ocsd``.
+
+Start-up order (issue 6): config -> logging -> stores (Redis, PostgreSQL,
+migrations check) -> charging core -> flusher and reaper -> Diameter -> RADIUS
+-> HTTP -> READY.  Shutdown is the reverse, bounded to the 10 s of spec
+section 1: stop accepting (RADIUS sockets closed, Diameter DPR to every peer),
+finish in-flight requests, flush the usage stream, close the stores.
+
+Nothing happens at import time; every long-lived task is owned by an
+:class:`contextlib.AsyncExitStack` or a task set, and signal handlers only set
+events (design.md, conventions 3-5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import structlog
+from redis.asyncio import Redis
+
+from ocs import __version__, config, sdnotify
+from ocs.log import configure as configure_logging
+from ocs.metrics import Metrics
+from ocs.store import migrate
+
+DRAIN_SECONDS = 8.0
+log = structlog.get_logger("ocsd")
+
+
+class StartupError(Exception):
+    """A dependency is missing or misconfigured at start-up (exit 1, one line)."""
+
+
+def _redis_client(cfg: config.Config) -> Redis:
+    if cfg.redis.cluster:
+        from redis.asyncio.cluster import RedisCluster
+
+        return RedisCluster.from_url(cfg.redis.url)  # type: ignore[return-value]
+    return Redis.from_url(cfg.redis.url, health_check_interval=10, socket_timeout=5, socket_connect_timeout=2)
+
+
+async def _open_pool(cfg: config.Config) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(cfg.postgres.dsn, min_size=1, max_size=4, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise StartupError(f"postgres: cannot connect to {cfg.postgres.dsn}: {exc}") from None
+    async with pool.acquire() as conn:
+        todo = await migrate.pending(conn)
+    if todo:
+        await pool.close()
+        raise StartupError(f"postgres: schema not migrated ({', '.join(todo)}); run `ocsctl db migrate`")
+    return pool
+
+
+class Daemon:
+    """Owns every component of one ``ocsd`` process."""
+
+    def __init__(self, cfg: config.Config) -> None:
+        self.cfg = cfg
+        self.metrics = Metrics()
+        self.stop_event = asyncio.Event()
+        self.reload_event = asyncio.Event()
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
+            self.stop_event.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_event.set)
+        async with contextlib.AsyncExitStack() as stack:
+            await self._start(stack)
+            sdnotify.ready()
+            log.info("ready", node=self.cfg.node.name, version=__version__, **self._addresses())
+            self.spawn(self._watchdog(), "sd-watchdog")
+            while not self.stop_event.is_set():
+                waiter = asyncio.ensure_future(self.reload_event.wait())
+                stopper = asyncio.ensure_future(self.stop_event.wait())
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                stopper.cancel()
+                if self.reload_event.is_set() and not self.stop_event.is_set():
+                    self.reload_event.clear()
+                    await self._reload()
+            sdnotify.stopping()
+            log.info("stopping")
+            await self._drain()
+        log.info("stopped")
+        return 0
+
+    def _addresses(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in ("diameter", "radius", "http"):
+            comp = getattr(self, name, None)
+            if comp is not None:
+                out[name] = comp.bound
+        return out
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        from ocs.charging import Charging
+        from ocs.diameter.server import DiameterServer
+        from ocs.http import HttpServer
+        from ocs.radius.server import RadiusServer
+        from ocs.store.flush import Flusher
+        from ocs.store.reaper import Reaper
+
+        cfg = self.cfg
+        self.redis = _redis_client(cfg)
+        stack.push_async_callback(self.redis.aclose)
+        try:
+            await self.redis.ping()
+        except Exception as exc:
+            raise StartupError(f"redis: cannot connect to {cfg.redis.url}: {exc}") from None
+        self.pool = await _open_pool(cfg)
+        stack.push_async_callback(self.pool.close)
+
+        self.core = Charging(cfg, self.redis, self.pool, self.metrics)
+        await self.core.start()
+        stack.push_async_callback(self.core.close)
+
+        self.flusher = Flusher(cfg, self.redis, self.pool, self.metrics)
+        self.reaper = Reaper(cfg, self.redis, self.metrics)
+        self.spawn(self.flusher.run(), "flusher")
+        self.spawn(self.reaper.run(), "reaper")
+
+        self.diameter = DiameterServer(cfg, self.core, self.metrics)
+        await self.diameter.start()
+        self.radius = RadiusServer(cfg, self.core, self.metrics)
+        await self.radius.start()
+        self.http = HttpServer(cfg.http.listen, self.metrics, self._checks())
+        await self.http.start()
+
+    def _checks(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        async def redis_ok() -> None:
+            await self.redis.ping()
+
+        async def pg_ok() -> None:
+            async with self.pool.acquire(timeout=1) as conn:
+                await conn.fetchval("SELECT 1")
+
+        return {"redis": redis_ok, "postgres": pg_ok}
+
+    async def _reload(self) -> None:
+        """SIGHUP: re-read the config file for RADIUS clients, reload tariffs; sessions stay."""
+        try:
+            new = config.load(self._config_path)
+        except config.ConfigError as exc:
+            log.error("reload_failed", error=str(exc))
+            return
+        self.radius.reload_clients(new.radius.clients)
+        await self.core.reload_tariffs()
+        log.info("reloaded", radius_clients=len(new.radius.clients))
+
+    _config_path: str | None = None
+
+    async def _watchdog(self) -> None:
+        interval = sdnotify.watchdog_interval()
+        if not interval:
+            return
+        while True:
+            await asyncio.sleep(interval / 2)
+            sdnotify.watchdog()
+
+    async def _drain(self) -> None:
+        """Bounded shutdown: fronts first (no new work), then flush, then tasks."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_SECONDS
+
+        def left() -> float:
+            return max(0.5, deadline - loop.time())
+
+        await asyncio.gather(
+            self.radius.stop(timeout=min(3.0, left())),
+            self.diameter.stop(timeout=min(3.0, left())),
+            return_exceptions=True,
+        )
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.flusher.flush_all(), timeout=left())
+        await self.http.stop()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ocsd", description="Online charging daemon (Diameter Gy/Ro, RADIUS).")
+    p.add_argument("--config", help="config file (default: $OCS_CONFIG, then config/ocs.toml)")
+    p.add_argument("--version", action="version", version=f"ocsd {__version__}")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        print(f"ocsd: config: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(cfg.log.level, cfg.log.format)
+    try:
+        import uvloop
+
+        runner: Callable[..., Any] = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a pinned dependency
+        runner = asyncio.run
+    daemon = Daemon(cfg)
+    daemon._config_path = args.config
+    try:
+        return int(runner(daemon.run()))
+    except StartupError as exc:
+        log.error("startup_failed", error=str(exc))
+        print(f"ocsd: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # pragma: no cover
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
