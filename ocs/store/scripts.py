@@ -22,9 +22,23 @@ from redis.exceptions import NoScriptError
 ScriptArg = str | int | bytes
 
 
-def lua_source(name: str) -> str:
-    """The text of ``ocs/store/lua/<name>.lua``."""
+def _read(name: str) -> str:
     return resources.files("ocs.store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+def lua_source(name: str) -> str:
+    """The text of ``ocs/store/lua/<name>.lua`` with ``-- @include NAME`` lines spliced in.
+
+    Redis has no module system for scripts; shared helpers (``_lib.lua``) are
+    spliced at load time so each script stays one self-contained atomic op.
+    """
+    out = []
+    for line in _read(name).splitlines():
+        if line.startswith("-- @include "):
+            out.append(_read(line.split()[-1]))
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
 
 
 class Script:

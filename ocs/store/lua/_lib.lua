@@ -1,0 +1,78 @@
+-- _lib.lua: shared functions, spliced into scripts by ocs/store/scripts.py at
+-- every "-- @include _lib" line.  Not a script of its own.
+--
+-- Money is integer micro-units held in Lua numbers (doubles): exact below 2^53.
+
+-- round_half_up(n / d) for n >= 0, d > 0, exact for integers below 2^53.
+local function rhu(n, d)
+  local q = math.floor(n / d)
+  local r = n - q * d
+  if r < 0 then q = q - 1; r = r + d end
+  if r >= d then q = q + 1; r = r - d end
+  if 2 * r >= d then q = q + 1 end
+  return q
+end
+
+-- available per spec section 4: prepaid never below 0; postpaid down to -credit_limit.
+local function available(acct)
+  local bal = tonumber(redis.call('HGET', acct, 'bal') or '0')
+  local rsv = tonumber(redis.call('HGET', acct, 'rsv') or '0')
+  local cl = tonumber(redis.call('HGET', acct, 'cl') or '0')
+  local avail
+  if redis.call('HGET', acct, 'type') == 'postpaid' then
+    avail = bal + cl - rsv
+  else
+    avail = bal - rsv
+  end
+  if avail < 0 then avail = 0 end
+  return avail, bal, rsv
+end
+
+-- Largest grant affordable within `avail` from a GrantPlan packed in ARGV
+-- starting at index i: fee, base_num, charged_base, per, max_blocks, nseg,
+-- then nseg triples (units_per_block, rate, count).
+-- hold(k) = fee + rhu(base_num + S_k, per) - charged_base.
+-- Returns blocks, units, hold, max_blocks.
+local function grant(i, avail)
+  local fee = tonumber(ARGV[i]); local base = tonumber(ARGV[i + 1])
+  local charged = tonumber(ARGV[i + 2]); local per = tonumber(ARGV[i + 3])
+  local maxb = tonumber(ARGV[i + 4]); local nseg = tonumber(ARGV[i + 5])
+  local function hold_at(s) return fee + rhu(base + s, per) - charged end
+  local k, units, s, best = 0, 0, 0, 0
+  for j = 0, nseg - 1 do
+    local u = tonumber(ARGV[i + 6 + 3 * j]); local rate = tonumber(ARGV[i + 7 + 3 * j])
+    local cnt = tonumber(ARGV[i + 8 + 3 * j])
+    if k + cnt > maxb then cnt = maxb - k end
+    if cnt <= 0 then break end
+    local step = u * rate
+    local h_end = hold_at(s + cnt * step)
+    if h_end <= avail then
+      k = k + cnt; units = units + cnt * u; s = s + cnt * step; best = h_end
+    else
+      local lo, hi = 0, cnt - 1   -- largest m in [0, cnt-1] with hold(k+m) <= avail
+      while lo < hi do
+        local mid = math.floor((lo + hi + 1) / 2)
+        if hold_at(s + mid * step) <= avail then lo = mid else hi = mid - 1 end
+      end
+      if lo > 0 then best = hold_at(s + lo * step) end
+      return k + lo, units + lo * u, (k + lo > 0) and best or 0, maxb
+    end
+  end
+  return k, units, best, maxb
+end
+
+-- Append one record to the shard's usage stream; record_id '' = take the next seq.
+local function emit(stream, seq, shard, record_id, fields)
+  if record_id == '' then
+    record_id = shard .. ':' .. redis.call('INCR', seq)
+  end
+  local args = {stream, '*', 'record_id', record_id}
+  for n = 1, #fields do args[#args + 1] = fields[n] end
+  redis.call('XADD', unpack(args))
+  return record_id
+end
+
+-- Stored outcome of one request: status|granted|final|charged|reserved|balance|validity
+local function outcome(status, granted, final, charged, reserved, balance, validity)
+  return table.concat({status, granted, final, charged, reserved, balance, validity}, '|')
+end

@@ -1,0 +1,69 @@
+-- debit.lua: charge reported usage cumulatively, then re-reserve (update) or
+-- release and close (terminate).  One call, so a debit never exists without
+-- its usage record and a request number is never charged twice.
+--
+-- KEYS[1] account hash   KEYS[2] session hash   KEYS[3] shard expiry zset
+-- KEYS[4] shard usage stream   KEYS[5] shard record sequence
+-- ARGV[1] now (epoch ms)  ARGV[2] request number  ARGV[3] expiry (epoch ms)
+-- ARGV[4] validity seconds   ARGV[5] expiry zset member   ARGV[6] shard name
+-- ARGV[7] expected used units (CAS: the state Python rated from)
+-- ARGV[8] new used total  ARGV[9] new charged total  ARGV[10] new billed units
+-- ARGV[11] mode: 'update' | 'terminate'   ARGV[12] termination cause
+-- ARGV[13] event time (ISO 8601 UTC, for records)   ARGV[14] units reported by this request
+-- ARGV[15] tombstone TTL seconds (terminate)
+-- ARGV[16...] GrantPlan for the next grant (update only; ignored on terminate)
+--
+-- Returns {code, outcome}:
+--   'OK'        done; outcome = stored outcome string
+--   'DUP'       request number already answered: stored outcome, nothing moved
+--   'NOSESSION' no session / session closed: nothing moved (caller charges it as orphan)
+--   'CONFLICT'  the session moved since Python read it: nothing moved, re-read and retry
+-- @include _lib
+local acct, sess, expiry, stream, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now, req, exp_ms, validity, member, shard = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local expect, used, chg, billed = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
+local mode, cause, etime, units_now, ttl = ARGV[11], ARGV[12], ARGV[13], ARGV[14], tonumber(ARGV[15])
+
+local stored = redis.call('HGET', sess, 'o:' .. req)
+if stored then return {'DUP', stored} end
+if redis.call('EXISTS', sess) == 0 or redis.call('HGET', sess, 'closed') == '1' then
+  return {'NOSESSION', ''}
+end
+if redis.call('HGET', sess, 'used') ~= expect then return {'CONFLICT', ''} end
+
+local old_hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
+local delta = chg - tonumber(redis.call('HGET', sess, 'chg') or '0')
+redis.call('HINCRBY', acct, 'rsv', -old_hold)
+local bal = redis.call('HINCRBY', acct, 'bal', -delta)
+local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node')
+emit(stream, seq, shard, '', {'t', 'u', 'account_id', s[1], 'session_id', s[2], 'rating_group', s[3],
+  'request_number', req, 'kind', mode, 'protocol', s[4], 'service', s[5], 'units', units_now,
+  'used_total', used, 'amount', delta, 'charged_total', chg, 'balance_after', bal,
+  'currency', s[6], 'event_time', etime, 'node', s[7]})
+redis.call('HSET', sess, 'used', used, 'chg', chg, 'billed', billed, 'hold', 0, 'hunits', 0,
+  'rq', req, 'last', now)
+
+if mode == 'terminate' then
+  local c = redis.call('HMGET', sess, 'calling', 'dest', 'prefix', 'dname', 't0')
+  emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], {'t', 'c', 'session_id', s[2],
+    'rating_group', s[3], 'account', s[1], 'protocol', s[4], 'service', s[5], 'calling', c[1],
+    'called', c[2], 'prefix', c[3], 'destination', c[4], 'start_time', c[5], 'duration', used,
+    'billed_seconds', billed, 'charge', chg, 'currency', s[6], 'termination_cause', cause,
+    'end_time', etime, 'node', s[7]})
+  local out = outcome('granted', 0, 0, delta, 0, bal, 0)
+  redis.call('HSET', sess, 'closed', '1', 'o:' .. req, out)
+  redis.call('ZREM', expiry, member)
+  redis.call('EXPIRE', sess, ttl)
+  return {'OK', out}
+end
+
+local avail = available(acct)
+local blocks, units, hold, maxb = grant(16, avail)
+local final = (blocks < maxb) and 1 or 0
+local status = 'granted'
+if blocks == 0 then status = 'out_of_credit' end
+redis.call('HINCRBY', acct, 'rsv', hold)
+local out = outcome(status, units, final, delta, hold, bal, validity)
+redis.call('HSET', sess, 'hold', hold, 'hunits', units, 'exp', exp_ms, 'o:' .. req, out)
+redis.call('ZADD', expiry, exp_ms, member)
+return {'OK', out}

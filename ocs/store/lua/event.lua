@@ -1,0 +1,45 @@
+-- event.lua: one-shot charging (CCR-E DIRECT_DEBITING / REFUND_ACCOUNT, RFC 4006 section 6.3).
+-- Idempotent by (session, request number) through a closed event session hash.
+--
+-- KEYS[1] account hash   KEYS[2] event session hash   KEYS[3] shard usage stream   KEYS[4] shard sequence
+-- ARGV[1] now (epoch ms)  ARGV[2] request number  ARGV[3] shard name
+-- ARGV[4] amount (> 0 debit, < 0 refund)  ARGV[5] units  ARGV[6] event time ISO
+-- ARGV[7] TTL seconds   ARGV[8] kind ('event' | 'refund')   ARGV[9] require credit ('1': refuse if unaffordable)
+-- ARGV[10] n, then n field/value pairs (rating context for the record and CDR)
+--
+-- A debit ('event') also writes the CDR of the event (record_id cdr:<session>:<rating group>).
+--
+-- Returns {code, outcome}: 'OK' | 'DUP' | 'NOACCT' | 'BLOCKED' | 'NOCREDIT'
+-- @include _lib
+local acct, sess, stream, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now, req, shard, amount = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local units, etime, ttl, kind, need = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local nf = tonumber(ARGV[10])
+
+local stored = redis.call('HGET', sess, 'o:' .. req)
+if stored then return {'DUP', stored} end
+if redis.call('EXISTS', acct) == 0 then return {'NOACCT', ''} end
+if redis.call('HGET', acct, 'st') == 'blocked' and amount > 0 then return {'BLOCKED', ''} end
+if need == '1' and amount > 0 then
+  local avail = available(acct)
+  if avail < amount then return {'NOCREDIT', tostring(avail)} end
+end
+for n = 0, nf - 1 do redis.call('HSET', sess, ARGV[11 + 2 * n], ARGV[12 + 2 * n]) end
+local bal = redis.call('HINCRBY', acct, 'bal', -amount)
+local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node')
+emit(stream, seq, shard, '', {'t', 'u', 'account_id', s[1], 'session_id', s[2], 'rating_group', s[3],
+  'request_number', req, 'kind', kind, 'protocol', s[4], 'service', s[5], 'units', units,
+  'used_total', units, 'amount', amount, 'charged_total', amount, 'balance_after', bal,
+  'currency', s[6], 'event_time', etime, 'node', s[7]})
+if kind == 'event' then
+  local c = redis.call('HMGET', sess, 'calling', 'dest', 'prefix', 'dname', 't0', 'billed')
+  emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], {'t', 'c', 'session_id', s[2],
+    'rating_group', s[3], 'account', s[1], 'protocol', s[4], 'service', s[5], 'calling', c[1],
+    'called', c[2], 'prefix', c[3], 'destination', c[4], 'start_time', c[5], 'duration', units,
+    'billed_seconds', c[6], 'charge', amount, 'currency', s[6], 'termination_cause', 'event',
+    'end_time', etime, 'node', s[7]})
+end
+local out = outcome('granted', units, 0, amount, 0, bal, 0)
+redis.call('HSET', sess, 'closed', '1', 'rq', req, 'o:' .. req, out)
+redis.call('EXPIRE', sess, ttl)
+return {'OK', out}

@@ -1,0 +1,38 @@
+-- reap.lua: release the hold of a session silent past validity + grace.
+-- Safe on every daemon at once: the expiry is re-checked atomically, so a
+-- session refreshed in the meantime, or already reaped, is left alone.
+-- The session is closed with a CDR (termination_cause 'expired') of the usage
+-- charged so far; late reports for it are charged as orphans (orphan.lua).
+--
+-- KEYS[1] account hash   KEYS[2] session hash   KEYS[3] shard expiry zset
+-- KEYS[4] shard usage stream   KEYS[5] shard sequence
+-- ARGV[1] now (epoch ms)  ARGV[2] expiry zset member  ARGV[3] shard name
+-- ARGV[4] now as ISO 8601 UTC   ARGV[5] tombstone TTL seconds
+--
+-- Returns {code, released amount}: 'REAPED' | 'ALIVE' (refreshed, kept) | 'GONE' (no open session)
+-- @include _lib
+local acct, sess, expiry, stream, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now, member, shard, iso, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+
+if redis.call('EXISTS', sess) == 0 or redis.call('HGET', sess, 'closed') == '1' then
+  redis.call('ZREM', expiry, member)
+  return {'GONE', 0}
+end
+local exp_ms = tonumber(redis.call('HGET', sess, 'exp') or '0')
+if exp_ms > now then
+  redis.call('ZADD', expiry, exp_ms, member)
+  return {'ALIVE', 0}
+end
+local hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
+redis.call('HINCRBY', acct, 'rsv', -hold)
+local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node',
+  'calling', 'dest', 'prefix', 'dname', 't0', 'used', 'billed', 'chg')
+emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], {'t', 'c', 'session_id', s[2],
+  'rating_group', s[3], 'account', s[1], 'protocol', s[4], 'service', s[5], 'calling', s[8],
+  'called', s[9], 'prefix', s[10], 'destination', s[11], 'start_time', s[12], 'duration', s[13],
+  'billed_seconds', s[14], 'charge', s[15], 'currency', s[6], 'termination_cause', 'expired',
+  'end_time', iso, 'node', s[7]})
+redis.call('HSET', sess, 'hold', 0, 'hunits', 0, 'closed', '1')
+redis.call('ZREM', expiry, member)
+redis.call('EXPIRE', sess, ttl)
+return {'REAPED', hold}
