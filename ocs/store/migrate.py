@@ -11,6 +11,9 @@ import re
 from importlib import resources
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+Conn = asyncpg.Connection | PoolConnectionProxy
 
 _LOCK_KEY = 0x0C5D_B001
 _NAME_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -26,7 +29,7 @@ def available() -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
-async def applied_versions(conn: asyncpg.Connection) -> set[int]:
+async def applied_versions(conn: Conn) -> set[int]:
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     if not exists:
         return set()
@@ -34,7 +37,7 @@ async def applied_versions(conn: asyncpg.Connection) -> set[int]:
     return {int(r["version"]) for r in rows}
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
+async def migrate(conn: Conn) -> list[str]:
     """Apply every pending migration; returns the names applied (empty when up to date)."""
     done: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
@@ -59,7 +62,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
     return done
 
 
-async def pending(conn: asyncpg.Connection) -> list[str]:
+async def pending(conn: Conn) -> list[str]:
     """Names of shipped migrations not yet applied (ocsd refuses to start if any)."""
     have = await applied_versions(conn)
     return [name for version, name, _sql in available() if version not in have]

@@ -1,0 +1,230 @@
+"""The charging verbs: authorize / initiate / update / terminate / event (+ bind, terminate_origin).
+
+Both front ends call these with a :class:`~ocs.model.ChargeRequest` and map the
+tagged :class:`~ocs.model.Outcome` to their codes.  Division of labour:
+
+- Python rates (pure :mod:`ocs.rating`): the cumulative charge of the session's
+  total usage (spec section 3 rule 5) and a :class:`GrantPlan` for the next grant;
+- one Lua script per request moves the money atomically (``ocs/store/lua``):
+  idempotency by request number, CAS on the usage Python rated from, debit,
+  usage record, grant search against ``available`` (spec section 4).
+
+A CONFLICT from a script (the session moved between our read and the script,
+e.g. two retransmissions racing) re-reads and retries; the script's
+stored-outcome check makes the retry answer the duplicate identically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+import structlog
+from redis.asyncio import Redis
+
+from ocs.config import Config
+from ocs.metrics import Metrics
+from ocs.model import ChargeRequest, EventAction, Outcome, Service, Status
+from ocs.store.accounts_view import Account, AccountView
+from ocs.store.keys import Keys
+from ocs.store.outcomes import decode_outcome
+from ocs.store.pipeline import AutoPipeline
+from ocs.store.sessions import SessionStore
+from ocs.store.tariff_cache import PgTariffSource, TariffCache, TariffNotFound, TariffSource
+
+log = structlog.get_logger("ocs.charging")
+MAX_RETRIES = 8
+
+
+def _now(req: ChargeRequest) -> datetime:
+    return req.event_time or datetime.now(UTC)
+
+
+class Charging:
+    """The :class:`~ocs.model.ChargingCore` on Redis (money) and PostgreSQL (tariffs)."""
+
+    def __init__(self, cfg: Config, redis: Redis, pool: asyncpg.Pool | None, metrics: Metrics, *,
+                 tariffs: TariffSource | None = None) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.keys = Keys(cfg.redis.key_prefix, cfg.charging.shards)
+        self.rp = AutoPipeline(redis)
+        if tariffs is None:
+            if pool is None:
+                raise ValueError("a PostgreSQL pool or a tariff source is needed")
+            tariffs = PgTariffSource(pool)
+        self.tariffs = TariffCache(tariffs, self.rp, self.keys)
+        self.accounts = AccountView(self.rp, self.keys)
+        self.sessions = SessionStore(cfg, self.rp, self.keys)
+
+    async def start(self) -> None:
+        await self.rp.load_scripts()
+
+    async def close(self) -> None:
+        await self.rp.drain()
+
+    async def reload_tariffs(self) -> None:
+        await self.tariffs.reload()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _cap(self, req: ChargeRequest) -> int:
+        c = self.cfg.charging
+        if req.service is Service.DATA:
+            return min(req.requested_units or c.grant_octets, c.max_grant_octets)
+        if req.service is Service.SMS:
+            return max(1, req.requested_units or 1)
+        return min(req.requested_units or c.grant_seconds, c.max_grant_seconds)
+
+    @staticmethod
+    def _destination(req: ChargeRequest) -> str:
+        if req.destination:
+            return req.destination
+        return str(req.rating_group) if req.service is Service.DATA else ""
+
+    async def _account(self, req: ChargeRequest) -> Account | Outcome:
+        """Resolve the subscriber and apply the checks every opening verb shares."""
+        acct = await self.accounts.resolve(req.subscriber)
+        if acct is None:
+            return Outcome(Status.UNKNOWN_SUBSCRIBER, reason="unknown account")
+        if acct.blocked:
+            return Outcome(Status.BLOCKED, account=acct.id, currency=acct.currency, reason="account blocked")
+        if acct.password and req.password_check is not None and not req.password_check(acct.password):
+            return Outcome(Status.BAD_CREDENTIALS, account=acct.id, reason="bad password")
+        return acct
+
+    def _observe(self, verb: str, t0: float) -> None:
+        self.metrics.core_latency.labels(verb).observe(time.perf_counter() - t0)
+
+    # -- verbs -------------------------------------------------------------------------------
+
+    async def authorize(self, req: ChargeRequest) -> Outcome:
+        """Would ``initiate`` grant?  Moves no money (price of the requested units in ``price``)."""
+        acct = await self._account(req)
+        if isinstance(acct, Outcome):
+            return acct
+        try:
+            tariff = await self.tariffs.current(acct.tariff)
+        except TariffNotFound:
+            return Outcome(Status.NOT_RATED, account=acct.id, reason="tariff missing")
+        sel = tariff.select(self._destination(req), _now(req), req.service)
+        if sel is None:
+            return Outcome(Status.NOT_RATED, account=acct.id, reason="destination not rated")
+        from ocs.rating.engine import affordable
+
+        plan = tariff.grant_plan(sel, 0, self._cap(req))
+        blocks, units, hold = affordable(plan, acct.available)
+        status = Status.GRANTED if blocks else Status.OUT_OF_CREDIT
+        return Outcome(status, granted_units=units, final=blocks < plan.max_blocks, price=hold,
+                       balance=acct.balance, account=acct.id, currency=acct.currency,
+                       validity_seconds=self.cfg.charging.validity_seconds)
+
+    async def initiate(self, req: ChargeRequest) -> Outcome:
+        t0 = time.perf_counter()
+        try:
+            acct = await self._account(req)
+            if isinstance(acct, Outcome):
+                return acct
+            try:
+                tariff = await self.tariffs.current(acct.tariff)
+            except TariffNotFound:
+                return Outcome(Status.NOT_RATED, account=acct.id, currency=acct.currency,
+                               reason="tariff missing")
+            sel = tariff.select(self._destination(req), _now(req), req.service)
+            if sel is None:
+                return Outcome(Status.NOT_RATED, account=acct.id, currency=acct.currency,
+                               reason="destination not rated")
+            return await self.sessions.open(req, acct, tariff, sel, self._cap(req))
+        finally:
+            self._observe("initiate", t0)
+
+    async def update(self, req: ChargeRequest) -> Outcome:
+        t0 = time.perf_counter()
+        try:
+            return await self._charge(req, terminate=False)
+        finally:
+            self._observe("update", t0)
+
+    async def terminate(self, req: ChargeRequest) -> Outcome:
+        t0 = time.perf_counter()
+        try:
+            return await self._charge(req, terminate=True)
+        finally:
+            self._observe("terminate", t0)
+
+    async def _charge(self, req: ChargeRequest, *, terminate: bool) -> Outcome:
+        for _ in range(MAX_RETRIES):
+            state = await self.sessions.find(req, self.accounts)
+            if state is None or state.closed:
+                out = await self.sessions.orphan(req, state, self.accounts, self.tariffs,
+                                                 terminate=terminate)
+            else:
+                dup = state.stored(req.request_number)
+                if dup is not None:
+                    return dup
+                tariff = await self.tariffs.get(state.tariff, state.version)
+                out = await self.sessions.debit(req, state, tariff, self._cap(req), terminate=terminate)
+            if out is not None:
+                return out
+        log.warning("charge_conflict_retries_exhausted", session=req.session)
+        return Outcome(Status.ERROR, reason="too many concurrent changes to the session")
+
+    async def event(self, req: ChargeRequest, action: EventAction) -> Outcome:
+        t0 = time.perf_counter()
+        try:
+            if action is EventAction.CHECK_BALANCE:
+                found = await self.accounts.resolve(req.subscriber)
+                if found is None:
+                    return Outcome(Status.UNKNOWN_SUBSCRIBER, reason="unknown account")
+                return Outcome(Status.GRANTED, balance=found.balance, reserved=found.reserved,
+                               price=found.available, account=found.id, currency=found.currency)
+            acct = await self._account(req)
+            if isinstance(acct, Outcome):
+                return acct
+            try:
+                tariff = await self.tariffs.current(acct.tariff)
+            except TariffNotFound:
+                return Outcome(Status.NOT_RATED, account=acct.id, reason="tariff missing")
+            sel = tariff.select(self._destination(req), _now(req), req.service)
+            if sel is None:
+                return Outcome(Status.NOT_RATED, account=acct.id, currency=acct.currency,
+                               reason="destination not rated")
+            units = req.requested_units or req.used_units or 1
+            rating = tariff.rate(sel, units)
+            if action is EventAction.PRICE_ENQUIRY:
+                return Outcome(Status.GRANTED, granted_units=units, price=rating.charge,
+                               balance=acct.balance, account=acct.id, currency=acct.currency)
+            refund = action is EventAction.REFUND_ACCOUNT
+            return await self.sessions.one_shot(req, acct, sel, rating, units, refund=refund)
+        finally:
+            self._observe("event", t0)
+
+    async def bind(self, old_session: str, new_session: str, subscriber: str) -> bool:
+        acct = await self.accounts.resolve(subscriber)
+        if acct is None:
+            return False
+        return await self.sessions.bind(acct, old_session, new_session)
+
+    async def terminate_origin(self, origin: str, cause: str) -> int:
+        count = 0
+        for account, sid, rg in await self.sessions.of_origin(origin):
+            state = await self.sessions.load(account, sid, rg)
+            if state is None or state.closed:
+                continue
+            req = ChargeRequest(subscriber=account, session=sid, rating_group=rg,
+                                request_number=state.last_request + 1_000_000_000,
+                                service=state.service, used_units=state.used, used_is_total=True,
+                                termination_cause=cause, origin=origin)
+            out = await self._charge(req, terminate=True)
+            count += out.status is Status.GRANTED
+        return count
+
+
+def replay(out: Outcome) -> Outcome:
+    """An outcome marked as a replayed duplicate."""
+    return dataclasses.replace(out, duplicate=True)
+
+
+__all__ = ["Charging", "decode_outcome", "replay"]

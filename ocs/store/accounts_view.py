@@ -1,0 +1,66 @@
+"""The charging core's read view of accounts in Redis (subscriber -> account, status, money)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ocs.rating.engine import normalize_number
+from ocs.store.keys import Keys
+from ocs.store.outcomes import text
+from ocs.store.pipeline import AutoPipeline
+
+_FIELDS = ("type", "st", "tariff", "cur", "pw", "bal", "rsv", "cl")
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    type: str
+    status: str
+    tariff: str
+    currency: str
+    password: str
+    balance: int
+    reserved: int
+    credit_limit: int
+
+    @property
+    def blocked(self) -> bool:
+        return self.status == "blocked"
+
+    @property
+    def available(self) -> int:
+        """Spec section 4 (the scripts compute the same inside Redis for money moves)."""
+        extra = self.credit_limit if self.type == "postpaid" else 0
+        return max(0, self.balance + extra - self.reserved)
+
+
+class AccountView:
+    def __init__(self, rp: AutoPipeline, keys: Keys) -> None:
+        self.rp = rp
+        self.keys = keys
+
+    async def resolve(self, subscriber: str) -> Account | None:
+        """Alias (as given, then normalised like a number), else the value as an account id."""
+        if not subscriber:
+            return None
+        candidates = [subscriber]
+        norm = normalize_number(subscriber)
+        if norm and norm != subscriber:
+            candidates.append(norm)
+        for value in candidates:
+            account_id = text(await self.rp.call("GET", self.keys.alias(value)))
+            if account_id:
+                found = await self.get(account_id)
+                if found is not None:
+                    return found
+        return await self.get(subscriber)
+
+    async def get(self, account_id: str) -> Account | None:
+        raw = await self.rp.call("HMGET", self.keys.account(account_id), *_FIELDS)
+        vals = [text(v) for v in raw]
+        if not vals[0]:
+            return None
+        typ, st, tariff, cur, pw, bal, rsv, cl = vals
+        return Account(account_id, typ, st or "active", tariff, cur, pw, int(bal or 0), int(rsv or 0),
+                       int(cl or 0))

@@ -1,0 +1,213 @@
+"""Copy usage records and CDRs from the Redis streams to PostgreSQL, exactly once.
+
+Exactly once = at least once + idempotent writes:
+- records are read with a consumer group (``flush``, consumer = node name), so
+  nothing is dropped: an entry leaves the stream only after XACK + XDEL;
+- a batch is COPYed into a temp table and moved with
+  ``INSERT ... ON CONFLICT (record_id) DO NOTHING`` in one transaction, so a
+  batch replayed after a crash between COMMIT and XACK inserts nothing twice;
+- acknowledgement happens only after COMMIT; on start (and after any failure)
+  the consumer re-reads its own pending entries, and XAUTOCLAIM adopts entries a
+  dead node left pending;
+- while PostgreSQL is down the loop backs off (cap :data:`MAX_BACKOFF`) and the
+  stream keeps everything; charging does not wait for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from ocs.config import Config
+from ocs.metrics import Metrics
+from ocs.model import StoreUnavailable
+from ocs.store.keys import USAGE_GROUP, Keys
+from ocs.store.outcomes import text
+from ocs.store.pipeline import AutoPipeline
+
+log = structlog.get_logger("ocs.flush")
+MAX_BACKOFF = 5.0
+CLAIM_IDLE_MS = 60_000
+
+USAGE_COLS = ("record_id", "account_id", "session_id", "rating_group", "request_number", "kind",
+              "protocol", "service", "units", "used_total", "amount", "charged_total", "balance_after",
+              "currency", "event_time", "node")
+CDR_COLS = ("record_id", "session_id", "rating_group", "account", "protocol", "service", "calling",
+            "called", "prefix", "destination", "start_time", "duration", "billed_seconds", "charge",
+            "currency", "termination_cause", "end_time", "node")
+_INTS = {"rating_group", "request_number", "units", "used_total", "amount", "charged_total",
+         "balance_after", "duration", "billed_seconds", "charge"}
+_TIMES = {"event_time", "start_time", "end_time"}
+
+Entry = tuple[str, str, dict[str, str]]  # stream, entry id, fields
+
+
+def _value(col: str, raw: str | None) -> Any:
+    if col in _INTS:
+        return int(raw) if raw not in (None, "") else (None if col == "balance_after" else 0)
+    if col in _TIMES:
+        return datetime.fromisoformat(raw) if raw else None
+    return raw or ""
+
+
+def to_rows(entries: list[Entry]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    usage, cdrs = [], []
+    for _stream, _id, f in entries:
+        if f.get("t") == "c":
+            cdrs.append(tuple(_value(c, f.get(c)) for c in CDR_COLS))
+        else:
+            usage.append(tuple(_value(c, f.get(c)) for c in USAGE_COLS))
+    return usage, cdrs
+
+
+async def write_batch(conn: asyncpg.Connection | PoolConnectionProxy, entries: list[Entry]) -> None:
+    """Insert a batch idempotently in one transaction (COPY into temp tables, then ON CONFLICT)."""
+    usage, cdrs = to_rows(entries)
+    async with conn.transaction():
+        for table, cols, rows in (("usage", USAGE_COLS, usage), ("cdrs", CDR_COLS, cdrs)):
+            if not rows:
+                continue
+            tmp = f"_in_{table}"
+            await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp}"
+                               f" (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+            await conn.copy_records_to_table(tmp, records=rows, columns=list(cols))
+            collist = ", ".join(cols)
+            await conn.execute(f"INSERT INTO {table} ({collist}) SELECT {collist} FROM {tmp}"
+                               " ON CONFLICT (record_id) DO NOTHING")
+
+
+class Flusher:
+    def __init__(self, cfg: Config, redis: Redis, pool: asyncpg.Pool, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.metrics = metrics
+        self.rp = AutoPipeline(redis)
+        self.keys = Keys(cfg.redis.key_prefix, cfg.charging.shards)
+        self.consumer = cfg.node.name
+        self.batch = max(1, cfg.postgres.flush_batch)
+        self.interval = max(1, cfg.postgres.flush_interval_ms) / 1000
+        self._recover = True  # re-read our own pending entries first
+        self._groups_ready = False
+        self._last_claim = 0.0
+        self.after_commit: Callable[[list[Entry]], None] | None = None  # test hook (crash injection)
+
+    async def _ensure_groups(self) -> None:
+        if self._groups_ready:
+            return
+        for stream in self.keys.all_usage_streams():
+            try:
+                await self.rp.call("XGROUP", "CREATE", stream, USAGE_GROUP, "0", "MKSTREAM")
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self._groups_ready = True
+
+    async def _claim_orphans(self) -> None:
+        """Adopt entries left pending by consumers that died (another node, an old name)."""
+        now = time.monotonic()
+        if now - self._last_claim < CLAIM_IDLE_MS / 1000:
+            return
+        self._last_claim = now
+        for stream in self.keys.all_usage_streams():
+            res = await self.rp.call("XAUTOCLAIM", stream, USAGE_GROUP, self.consumer, CLAIM_IDLE_MS,
+                                     "0-0", "COUNT", self.batch, "JUSTID")
+            if res and res[1]:
+                self._recover = True
+
+    async def _read(self) -> list[Entry]:
+        start = "0" if self._recover else ">"
+        replies = await asyncio.gather(*(
+            self.rp.call("XREADGROUP", "GROUP", USAGE_GROUP, self.consumer, "COUNT", self.batch,
+                         "STREAMS", s, start)
+            for s in self.keys.all_usage_streams()))
+        entries: list[Entry] = []
+        for reply in replies:
+            for stream, items in reply or []:
+                for entry_id, raw in items:
+                    if raw:  # a pending entry deleted meanwhile comes back empty
+                        entries.append((text(stream), text(entry_id),
+                                        {text(k): text(v) for k, v in raw.items()}))
+                    else:
+                        await self._ack([(text(stream), text(entry_id), {})])
+        if self._recover and not entries:
+            self._recover = False
+            return await self._read()
+        return entries
+
+    async def _ack(self, entries: list[Entry]) -> None:
+        by_stream: dict[str, list[str]] = {}
+        for stream, entry_id, _f in entries:
+            by_stream.setdefault(stream, []).append(entry_id)
+        await asyncio.gather(*(
+            c for stream, ids in by_stream.items()
+            for c in (self.rp.call("XACK", stream, USAGE_GROUP, *ids), self.rp.call("XDEL", stream, *ids))))
+
+    async def flush_once(self) -> int:
+        """Move one batch per shard to PostgreSQL; returns how many records were committed."""
+        await self._ensure_groups()
+        await self._claim_orphans()
+        entries = await self._read()
+        if not entries:
+            return 0
+        try:
+            async with self.pool.acquire() as conn:
+                await write_batch(conn, entries)
+            if self.after_commit is not None:
+                self.after_commit(entries)
+        except BaseException:
+            self._recover = True  # whatever happened, re-read our pending entries next time
+            raise
+        await self._ack(entries)
+        self.metrics.flushed.inc(len(entries))
+        return len(entries)
+
+    async def update_lag(self) -> None:
+        streams = self.keys.all_usage_streams()
+        lens = await asyncio.gather(*(self.rp.call("XLEN", s) for s in streams))
+        self.metrics.stream_lag.set(sum(int(n) for n in lens))
+        firsts = await asyncio.gather(*(self.rp.call("XRANGE", s, "-", "+", "COUNT", 1) for s in streams))
+        oldest = [int(text(f[0][0]).split("-")[0]) for f in firsts if f]
+        age = (time.time() * 1000 - min(oldest)) / 1000 if oldest else 0.0
+        self.metrics.stream_lag_seconds.set(max(0.0, age))
+
+    async def run(self) -> None:
+        backoff = 0.1
+        last_lag = 0.0
+        while True:
+            try:
+                n = await self.flush_once()
+                backoff = 0.1
+                if time.monotonic() - last_lag > 1.0:
+                    last_lag = time.monotonic()
+                    await self.update_lag()
+                if n < self.batch:
+                    await asyncio.sleep(self.interval)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                self.metrics.flush_errors.inc()
+                log.warning("flush_failed", error=repr(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_BACKOFF, backoff * 2)
+            except (StoreUnavailable, RedisError) as exc:
+                log.warning("flush_redis_unavailable", error=repr(exc), retry_in=backoff)
+                self._groups_ready = False
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_BACKOFF, backoff * 2)
+
+    async def flush_all(self, max_rounds: int = 1000) -> int:
+        """Drain the streams (shutdown, tests); stops at the first empty read."""
+        total = 0
+        for _ in range(max_rounds):
+            n = await self.flush_once()
+            total += n
+            if n == 0:
+                break
+        return total

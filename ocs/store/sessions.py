@@ -1,0 +1,301 @@
+"""Session state in Redis and the script calls that move money for the verbs.
+
+Session hash fields (``Keys.session``): rating context written once at open
+(``acct sid rg proto svc cur node origin calling dest prefix dname t0 tariff tver``)
+and the running state the scripts maintain (``used chg billed hold hunits rq exp
+closed``) plus ``o:<request number>`` stored outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ocs.config import Config
+from ocs.model import ChargeRequest, Outcome, Service, Status
+from ocs.rating.engine import CompiledTariff, GrantPlan, Rating, Selection
+from ocs.store.accounts_view import Account, AccountView
+from ocs.store.keys import Keys, shard_of
+from ocs.store.outcomes import decode_outcome, fields, text
+from ocs.store.pipeline import AutoPipeline
+from ocs.store.scripts import Script
+from ocs.store.tariff_cache import TariffCache, TariffNotFound
+
+SEP = "\x1f"  # expiry/origin member separator: never in a session id or account id
+
+
+def plan_args(plan: GrantPlan) -> list[int]:
+    """A GrantPlan packed as the scripts read it (``_lib.lua`` ``grant``)."""
+    out = [plan.fee, plan.base_num, plan.charged_base, plan.per, plan.max_blocks, len(plan.segments)]
+    for seg in plan.segments:
+        out.extend(seg)
+    return out
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat()
+
+
+def ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class SessionState:
+    account: str
+    sid: str
+    rg: int
+    f: dict[str, str]
+
+    @property
+    def closed(self) -> bool:
+        return self.f.get("closed") == "1"
+
+    @property
+    def used(self) -> int:
+        return int(self.f.get("used") or 0)
+
+    @property
+    def charged(self) -> int:
+        return int(self.f.get("chg") or 0)
+
+    @property
+    def tariff(self) -> str:
+        return self.f["tariff"]
+
+    @property
+    def version(self) -> int:
+        return int(self.f["tver"])
+
+    @property
+    def service(self) -> Service:
+        return Service(self.f.get("svc") or "voice")
+
+    @property
+    def start(self) -> datetime:
+        return datetime.fromisoformat(self.f["t0"])
+
+    @property
+    def last_request(self) -> int:
+        return int(self.f.get("rq") or 0)
+
+    def stored(self, request_number: int) -> Outcome | None:
+        raw = self.f.get(f"o:{request_number}")
+        if raw is None:
+            return None
+        return decode_outcome(raw, duplicate=True, account=self.account, currency=self.f.get("cur", ""))
+
+
+class SessionStore:
+    def __init__(self, cfg: Config, rp: AutoPipeline, keys: Keys) -> None:
+        self.cfg = cfg
+        self.rp = rp
+        self.keys = keys
+        self.reserve_s, self.debit_s, self.orphan_s = Script("reserve"), Script("debit"), Script("orphan")
+        self.bind_s, self.event_s = Script("bind"), Script("event")
+        rp.register(self.reserve_s, self.debit_s, self.orphan_s, self.bind_s, self.event_s, Script("reap"))
+        c = cfg.charging
+        self.validity = c.validity_seconds
+        self.ttl = max(3600, c.validity_seconds + c.grace_seconds)
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def _shard(self, account: str) -> int:
+        return shard_of(account, self.keys.shards)
+
+    def _member(self, account: str, sid: str, rg: int) -> str:
+        return f"{account}{SEP}{sid}{SEP}{rg}"
+
+    def _expiry_ms(self) -> int:
+        now = datetime.now(UTC)
+        return ms(now + timedelta(seconds=self.validity + self.cfg.charging.grace_seconds))
+
+    def _context(self, req: ChargeRequest, acct: Account, sel: Selection, start: datetime) -> list[str]:
+        ctx = {
+            "acct": acct.id, "sid": req.session, "rg": str(req.rating_group), "proto": req.protocol,
+            "svc": req.service.value, "cur": acct.currency, "node": self.cfg.node.name,
+            "origin": req.origin, "calling": req.calling, "dest": sel.number, "prefix": sel.prefix,
+            "dname": sel.destination, "t0": iso(start), "tariff": sel.tariff, "tver": str(sel.version),
+        }
+        flat = [str(len(ctx))]
+        for k, v in ctx.items():
+            flat += [k, v]
+        return flat
+
+    # -- open ------------------------------------------------------------------------------
+
+    async def open(self, req: ChargeRequest, acct: Account, tariff: CompiledTariff, sel: Selection,
+                   cap: int) -> Outcome:
+        plan = tariff.grant_plan(sel, 0, cap)
+        member = self._member(acct.id, req.session, req.rating_group)
+        sh = self._shard(acct.id)
+        now = datetime.now(UTC)
+        keys = [self.keys.account(acct.id), self.keys.session(acct.id, req.session, req.rating_group),
+                self.keys.expiry(sh)]
+        args = [ms(now), req.request_number, self._expiry_ms(), self.validity, member,
+                *self._context(req, acct, sel, sel.start), *plan_args(plan)]
+        code, out = await self.rp.script(self.reserve_s, keys, args)
+        code = text(code)
+        if code == "OK":
+            await asyncio.gather(
+                self.rp.call("SET", self.keys.session_index(req.session), acct.id, "EX", 86400),
+                *([self.rp.call("SADD", self.keys.origin(req.origin), member)] if req.origin else []),
+            )
+        return self._result(code, out, acct.id, acct.currency, {
+            "EXISTS": Outcome(Status.INVALID, reason="session already open", account=acct.id),
+            "NOCREDIT": Outcome(Status.OUT_OF_CREDIT, reason="no credit", account=acct.id,
+                                currency=acct.currency, balance=acct.balance),
+        })
+
+    def _result(self, code: str, out: bytes, account: str, currency: str,
+                other: dict[str, Outcome]) -> Outcome:
+        if code in ("OK", "DUP"):
+            return decode_outcome(out, duplicate=code == "DUP", account=account, currency=currency)
+        if code == "NOACCT":
+            return Outcome(Status.UNKNOWN_SUBSCRIBER, reason="unknown account")
+        if code == "BLOCKED":
+            return Outcome(Status.BLOCKED, reason="account blocked", account=account)
+        return other.get(code, Outcome(Status.ERROR, reason=f"script answered {code}"))
+
+    # -- find ------------------------------------------------------------------------------
+
+    async def load(self, account: str, sid: str, rg: int) -> SessionState | None:
+        raw = await self.rp.call("HGETALL", self.keys.session(account, sid, rg))
+        return SessionState(account, sid, rg, fields(raw)) if raw else None
+
+    async def find(self, req: ChargeRequest, accounts: AccountView) -> SessionState | None:
+        account = text(await self.rp.call("GET", self.keys.session_index(req.session)))
+        if account:
+            state = await self.load(account, req.session, req.rating_group)
+            if state is not None:
+                return state
+        acct = await accounts.resolve(req.subscriber)
+        if acct is None or acct.id == account:
+            return None
+        return await self.load(acct.id, req.session, req.rating_group)
+
+    # -- debit -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _new_used(req: ChargeRequest, used: int) -> int:
+        if req.used_is_total:
+            return max(used, req.used_units)  # totals never go backwards (out-of-order interims)
+        return used + max(0, req.used_units)
+
+    async def debit(self, req: ChargeRequest, st: SessionState, tariff: CompiledTariff, cap: int, *,
+                    terminate: bool) -> Outcome | None:
+        """One debit(-and-rereserve) call; None = CONFLICT/NOSESSION, the caller re-reads."""
+        sel = tariff.select(st.f["dest"], st.start, st.service)
+        if sel is None:  # the version a session started on cannot lose its row; defensive
+            return Outcome(Status.ERROR, reason="session no longer rateable")
+        used = self._new_used(req, st.used)
+        rating = tariff.rate(sel, used)
+        plan = [] if terminate else plan_args(tariff.grant_plan(sel, used, cap))
+        sh = self._shard(st.account)
+        keys = [self.keys.account(st.account), self.keys.session(st.account, st.sid, st.rg),
+                self.keys.expiry(sh), self.keys.usage(sh), self.keys.seq(sh)]
+        now = datetime.now(UTC)
+        args = [ms(now), req.request_number, self._expiry_ms(), self.validity,
+                self._member(st.account, st.sid, st.rg), f"s{sh:02d}", st.f.get("used", "0"), used,
+                rating.charge, rating.billed_units, "terminate" if terminate else "update",
+                req.termination_cause or "", iso(req.event_time or now), used - st.used, self.ttl, *plan]
+        code, out = await self.rp.script(self.debit_s, keys, args)
+        code = text(code)
+        if code in ("CONFLICT", "NOSESSION"):
+            return None
+        if terminate and code == "OK" and st.f.get("origin"):
+            await self.rp.call("SREM", self.keys.origin(st.f["origin"]),
+                               self._member(st.account, st.sid, st.rg))
+        return self._result(code, out, st.account, st.f.get("cur", ""), {})
+
+    async def orphan(self, req: ChargeRequest, st: SessionState | None, accounts: AccountView,
+                     tariffs: TariffCache, *, terminate: bool) -> Outcome | None:
+        """Charge usage of a session we do not hold open, once; answer UNKNOWN_SESSION."""
+        if st is not None:
+            dup = st.stored(req.request_number)
+            if dup is not None:
+                return dup
+            tariff = await tariffs.get(st.tariff, st.version)
+            sel = tariff.select(st.f["dest"], st.start, st.service)
+            account, ctx, expect, used0, chg0 = st.account, ["0"], st.f.get("used", "0"), st.used, st.charged
+            currency = st.f.get("cur", "")
+        else:
+            acct = await accounts.resolve(req.subscriber)
+            if acct is None:
+                return Outcome(Status.UNKNOWN_SESSION, reason="unknown session and subscriber")
+            try:
+                tariff = await tariffs.current(acct.tariff)
+            except TariffNotFound:
+                return Outcome(Status.UNKNOWN_SESSION, account=acct.id, reason="tariff missing")
+            end = req.event_time or datetime.now(UTC)
+            units = req.used_units
+            start = end - timedelta(seconds=units) if req.service is Service.VOICE else end
+            sel = tariff.select(req.destination or str(req.rating_group), start, req.service)
+            if sel is None:
+                return Outcome(Status.UNKNOWN_SESSION, account=acct.id, reason="destination not rated")
+            account, expect, used0, chg0, currency = acct.id, "", 0, 0, acct.currency
+            ctx = self._context(req, acct, sel, start)
+        if sel is None:
+            return Outcome(Status.UNKNOWN_SESSION, account=account, reason="not rateable")
+        used = self._new_used(req, used0)
+        rating: Rating = tariff.rate(sel, used)
+        sh = self._shard(account)
+        keys = [self.keys.account(account), self.keys.session(account, req.session, req.rating_group),
+                self.keys.usage(sh), self.keys.seq(sh)]
+        now = datetime.now(UTC)
+        args = [ms(now), req.request_number, f"s{sh:02d}", expect, used, rating.charge,
+                rating.billed_units, max(0, rating.charge - chg0), used - used0,
+                iso(req.event_time or now), self.ttl, "1" if terminate else "0",
+                req.termination_cause or "", *ctx]
+        code, out = await self.rp.script(self.orphan_s, keys, args)
+        code = text(code)
+        if code == "CONFLICT":
+            return None
+        return self._result(code, out, account, currency, {})
+
+    # -- events, bind, origins ----------------------------------------------------------------
+
+    async def one_shot(self, req: ChargeRequest, acct: Account, sel: Selection, rating: Rating,
+                       units: int, *, refund: bool) -> Outcome:
+        sh = self._shard(acct.id)
+        keys = [self.keys.account(acct.id), self.keys.session(acct.id, req.session, req.rating_group),
+                self.keys.usage(sh), self.keys.seq(sh)]
+        now = req.event_time or datetime.now(UTC)
+        ctx = self._context(req, acct, sel, now)
+        ctx[0] = str(int(ctx[0]) + 1)
+        ctx += ["billed", str(rating.billed_units)]
+        amount = -rating.charge if refund else rating.charge
+        args = [ms(datetime.now(UTC)), req.request_number, f"s{sh:02d}", amount, units, iso(now),
+                self.ttl, "refund" if refund else "event", "0" if refund else "1", *ctx]
+        code, out = await self.rp.script(self.event_s, keys, args)
+        return self._result(text(code), out, acct.id, acct.currency, {
+            "NOCREDIT": Outcome(Status.OUT_OF_CREDIT, reason="no credit", account=acct.id,
+                                currency=acct.currency, balance=acct.balance),
+        })
+
+    async def bind(self, acct: Account, old: str, new: str) -> bool:
+        if old == new:
+            return True
+        sh = self._shard(acct.id)
+        keys = [self.keys.session(acct.id, old, 0), self.keys.session(acct.id, new, 0), self.keys.expiry(sh)]
+        res = text(await self.rp.script(self.bind_s, keys, [self._member(acct.id, old, 0),
+                                                             self._member(acct.id, new, 0), new]))
+        if res != "OK":
+            return False
+        origin = text(await self.rp.call("HGET", keys[1], "origin"))
+        await asyncio.gather(
+            self.rp.call("SET", self.keys.session_index(new), acct.id, "EX", 86400),
+            *([self.rp.call("SREM", self.keys.origin(origin), self._member(acct.id, old, 0)),
+               self.rp.call("SADD", self.keys.origin(origin), self._member(acct.id, new, 0))]
+              if origin else []),
+        )
+        return True
+
+    async def of_origin(self, origin: str) -> list[tuple[str, str, int]]:
+        members = await self.rp.call("SMEMBERS", self.keys.origin(origin))
+        out = []
+        for m in members:
+            account, sid, rg = text(m).split(SEP)
+            out.append((account, sid, int(rg)))
+        return out

@@ -1,0 +1,121 @@
+"""Compiled tariffs per (name, version), loaded from PostgreSQL and kept in memory.
+
+Sessions remember the tariff name and version they started on, so every daemon
+re-rates a session identically whatever was imported since.  The current version
+of each name is re-read when ``ocsctl tariff import`` bumps ``tariffs:gen`` in
+Redis (checked at most every :data:`CHECK_SECONDS`) or on SIGHUP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+import asyncpg
+
+from ocs.rating.engine import CompiledTariff
+from ocs.rating.tariff import Tariff
+from ocs.store.keys import Keys
+from ocs.store.outcomes import text
+from ocs.store.pipeline import AutoPipeline
+
+CHECK_SECONDS = 2.0
+
+
+class TariffNotFound(LookupError):
+    """No tariff of that name (or version) in PostgreSQL."""
+
+
+class TariffSource(Protocol):
+    """Where tariff versions come from (PostgreSQL in the daemon, memory in tests and benchmarks)."""
+
+    async def current_version(self, name: str) -> int | None: ...
+
+    async def load(self, name: str, version: int) -> Tariff | None: ...
+
+
+class PgTariffSource:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def current_version(self, name: str) -> int | None:
+        from ocs.store import tariffs
+
+        async with self.pool.acquire() as conn:
+            return await tariffs.current_version(conn, name)
+
+    async def load(self, name: str, version: int) -> Tariff | None:
+        from ocs.store import tariffs
+
+        async with self.pool.acquire() as conn:
+            return await tariffs.load_tariff(conn, name, version)
+
+
+class MemoryTariffSource:
+    """Tariffs held in a dict: {name: [version 1, version 2, ...]}."""
+
+    def __init__(self, tariffs: dict[str, list[Tariff]] | None = None) -> None:
+        self.tariffs = tariffs or {}
+
+    def add(self, tariff: Tariff) -> None:
+        self.tariffs.setdefault(tariff.name, []).append(tariff)
+
+    async def current_version(self, name: str) -> int | None:
+        versions = self.tariffs.get(name)
+        return versions[-1].version if versions else None
+
+    async def load(self, name: str, version: int) -> Tariff | None:
+        return next((t for t in self.tariffs.get(name, []) if t.version == version), None)
+
+
+class TariffCache:
+    def __init__(self, source: TariffSource, rp: AutoPipeline, keys: Keys) -> None:
+        self.source = source
+        self.rp = rp
+        self.keys = keys
+        self._compiled: dict[tuple[str, int], CompiledTariff] = {}
+        self._current: dict[str, int] = {}
+        self._gen = ""
+        self._checked = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _maybe_refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < CHECK_SECONDS:
+            return
+        self._checked = now
+        gen = text(await self.rp.call("GET", self.keys.tariffs_gen()))
+        if gen != self._gen:
+            self._gen = gen
+            self._current.clear()
+
+    async def reload(self) -> None:
+        """Forget which version is current (SIGHUP); compiled versions stay valid."""
+        self._current.clear()
+        self._checked = 0.0
+
+    async def current(self, name: str) -> CompiledTariff:
+        await self._maybe_refresh()
+        version = self._current.get(name)
+        if version is None:
+            async with self._lock:
+                version = await self.source.current_version(name)
+                if version is None:
+                    raise TariffNotFound(name)
+                self._current[name] = version
+        return await self.get(name, version)
+
+    async def get(self, name: str, version: int) -> CompiledTariff:
+        key = (name, version)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            async with self._lock:
+                compiled = self._compiled.get(key)
+                if compiled is None:
+                    tariff = await self.source.load(name, version)
+                    if tariff is None:
+                        raise TariffNotFound(f"{name} v{version}")
+                    compiled = CompiledTariff(tariff)
+                    self._compiled[key] = compiled
+        return compiled
