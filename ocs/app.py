@@ -48,7 +48,7 @@ def _redis_client(cfg: config.Config) -> Redis:
 
 async def _open_pool(cfg: config.Config) -> asyncpg.Pool:
     try:
-        pool = await asyncpg.create_pool(cfg.postgres.dsn, min_size=1, max_size=4, timeout=5)
+        pool = await asyncpg.create_pool(cfg.postgres.dsn, min_size=0, max_size=4, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
         raise StartupError(f"postgres: cannot connect to {cfg.postgres.dsn}: {exc}") from None
     async with pool.acquire() as conn:

@@ -1,4 +1,5 @@
 -- _lib.lua: shared functions, spliced into scripts by ocs/store/scripts.py at
+-- Note: write "0 - x", never "-x", for amounts sent to Redis: Lua turns -0 into "-0", which HINCRBY refuses.
 -- every "-- @include _lib" line.  Not a script of its own.
 --
 -- Money is integer micro-units held in Lua numbers (doubles): exact below 2^53.

@@ -33,8 +33,8 @@ if redis.call('HGET', sess, 'used') ~= expect then return {'CONFLICT', ''} end
 
 local old_hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
 local delta = chg - tonumber(redis.call('HGET', sess, 'chg') or '0')
-redis.call('HINCRBY', acct, 'rsv', -old_hold)
-local bal = redis.call('HINCRBY', acct, 'bal', -delta)
+redis.call('HINCRBY', acct, 'rsv', 0 - old_hold)
+local bal = redis.call('HINCRBY', acct, 'bal', 0 - delta)
 local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node')
 emit(stream, seq, shard, '', {'t', 'u', 'account_id', s[1], 'session_id', s[2], 'rating_group', s[3],
   'request_number', req, 'kind', mode, 'protocol', s[4], 'service', s[5], 'units', units_now,

@@ -25,7 +25,7 @@ if need == '1' and amount > 0 then
   if avail < amount then return {'NOCREDIT', tostring(avail)} end
 end
 for n = 0, nf - 1 do redis.call('HSET', sess, ARGV[11 + 2 * n], ARGV[12 + 2 * n]) end
-local bal = redis.call('HINCRBY', acct, 'bal', -amount)
+local bal = redis.call('HINCRBY', acct, 'bal', 0 - amount)
 local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node')
 emit(stream, seq, shard, '', {'t', 'u', 'account_id', s[1], 'session_id', s[2], 'rating_group', s[3],
   'request_number', req, 'kind', kind, 'protocol', s[4], 'service', s[5], 'units', units,

@@ -37,7 +37,7 @@ else
   redis.call('HSET', sess, 'closed', '1', 'hold', 0, 'hunits', 0, 'born', now)
 end
 
-local bal = redis.call('HINCRBY', acct, 'bal', -amount)
+local bal = redis.call('HINCRBY', acct, 'bal', 0 - amount)
 local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node')
 emit(stream, seq, shard, '', {'t', 'u', 'account_id', s[1], 'session_id', s[2], 'rating_group', s[3],
   'request_number', req, 'kind', 'orphan', 'protocol', s[4], 'service', s[5], 'units', units_now,

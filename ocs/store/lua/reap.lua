@@ -24,7 +24,7 @@ if exp_ms > now then
   return {'ALIVE', 0}
 end
 local hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
-redis.call('HINCRBY', acct, 'rsv', -hold)
+redis.call('HINCRBY', acct, 'rsv', 0 - hold)
 local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node',
   'calling', 'dest', 'prefix', 'dname', 't0', 'used', 'billed', 'chg')
 emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], {'t', 'c', 'session_id', s[2],

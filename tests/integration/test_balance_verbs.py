@@ -1,0 +1,179 @@
+"""The charging verbs against real Redis: grants, cumulative debits, holds, idempotency (spec 3-5)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+import redis.asyncio as aioredis
+
+from ocs.charging import Charging
+from ocs.model import EventAction, Service, Status
+from tests.integration.balance_fixtures import T0, account_state, provision, voice
+
+pytestmark = pytest.mark.integration
+
+
+async def test_initiate_reserves_the_price_of_the_grant(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 10_000_000, alias="4915110000001")
+    out = await core.initiate(voice("s1", 0, sub="4915110000001"))
+    assert out.status is Status.GRANTED and out.granted_units == 300 and not out.final
+    assert out.reserved == 20_000 + 300_000  # connect fee + 300 s at 0.001/s
+    assert await account_state(redis_client, core.keys, "alice") == (10_000_000, 320_000)
+    assert out.validity_seconds == core.cfg.charging.validity_seconds
+
+
+async def test_worked_example_cumulative_and_grant_from_position(core: Charging,
+                                                                 redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 10_000_000)
+    await core.initiate(voice("s1", 0, req=30))
+    out = await core.update(voice("s1", 1, used=61, req=30))
+    # 61 s on 30/6: billed 66, charge 0.086 (spec worked example); the next 30 s are blocks 66..96
+    assert out.charged == 86_000
+    assert out.granted_units == 30 and out.reserved == 30_000
+    out = await core.terminate(voice("s1", 2, used=5))  # total 66: still 66 billed, nothing more
+    assert out.charged == 0
+    assert await account_state(redis_client, core.keys, "alice") == (10_000_000 - 86_000, 0)
+
+
+async def test_split_updates_equal_one_shot(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "a", 10_000_000)
+    await provision(redis_client, core.keys, "b", 10_000_000)
+    await core.initiate(voice("x", 0, sub="a"))
+    for n, used in enumerate([7, 13, 1, 40], start=1):
+        await core.update(voice("x", n, sub="a", used=used))
+    await core.terminate(voice("x", 9, sub="a", used=3))
+    await core.initiate(voice("y", 0, sub="b"))
+    await core.terminate(voice("y", 1, sub="b", used=64))
+    assert (await account_state(redis_client, core.keys, "a"))[0] == (
+        await account_state(redis_client, core.keys, "b"))[0]
+
+
+async def test_low_balance_cuts_the_grant_and_marks_it_final(core: Charging,
+                                                             redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 80_000)  # 0.08: fee 0.02 + 60 s
+    out = await core.initiate(voice("s", 0))
+    assert out.status is Status.GRANTED and out.final
+    assert out.granted_units == 60 and out.reserved == 80_000
+
+
+async def test_less_than_one_block_is_out_of_credit(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 49_999)  # first block costs 0.05
+    out = await core.initiate(voice("s", 0))
+    assert out.status is Status.OUT_OF_CREDIT
+    assert await account_state(redis_client, core.keys, "alice") == (49_999, 0)
+
+
+async def test_usage_beyond_the_hold_is_charged_and_balance_goes_negative(
+        core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 80_000)
+    await core.initiate(voice("s", 0))
+    out = await core.terminate(voice("s", 1, used=120))
+    assert out.charged == 20_000 + 120_000
+    assert await account_state(redis_client, core.keys, "alice") == (80_000 - 140_000, 0)
+
+
+async def test_postpaid_grants_down_to_the_credit_limit(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "bob", 0, postpaid=True, credit_limit=320_000)
+    out = await core.initiate(voice("s", 0, sub="bob"))
+    assert out.status is Status.GRANTED and out.reserved == 320_000 and not out.final
+
+
+async def test_unknown_blocked_not_rated(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "blk", 1_000_000, status="blocked")
+    await provision(redis_client, core.keys, "alice", 1_000_000)
+    assert (await core.initiate(voice("s", 0, sub="nobody"))).status is Status.UNKNOWN_SUBSCRIBER
+    assert (await core.initiate(voice("s", 0, sub="blk"))).status is Status.BLOCKED
+    assert (await core.initiate(voice("s", 0, dest="999"))).status is Status.NOT_RATED
+
+
+async def test_password_check(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 1_000_000, password="pw")
+    bad = dataclasses.replace(voice("s", 0), password_check=lambda secret: secret == "nope")
+    assert (await core.initiate(bad)).status is Status.BAD_CREDENTIALS
+    good = dataclasses.replace(voice("s", 0), password_check=lambda secret: secret == "pw")
+    assert (await core.initiate(good)).status is Status.GRANTED
+
+
+async def test_retransmissions_are_charged_once(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 10_000_000)
+    first = await core.initiate(voice("s", 0))
+    again = await asyncio.gather(*(core.initiate(voice("s", 0)) for _ in range(5)))
+    assert all(o.duplicate and o.granted_units == first.granted_units for o in again)
+    ups = await asyncio.gather(*(core.update(voice("s", 1, used=61)) for _ in range(5)))
+    assert {o.charged for o in ups} == {86_000}
+    assert sum(not o.duplicate for o in ups) == 1
+    ends = await asyncio.gather(*(core.terminate(voice("s", 2, used=60)) for _ in range(5)))
+    assert len({(o.status, o.charged) for o in ends}) == 1
+    bal, rsv = await account_state(redis_client, core.keys, "alice")
+    assert rsv == 0 and bal == 10_000_000 - (20_000 + 126_000)
+
+
+async def test_terminate_of_unknown_session_charges_once(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 10_000_000)
+    outs = [await core.terminate(voice("ghost", 3, used=61)) for _ in range(3)]
+    assert {o.status for o in outs} == {Status.UNKNOWN_SESSION}
+    assert (await account_state(redis_client, core.keys, "alice"))[0] == 10_000_000 - 86_000
+
+
+async def test_radius_style_totals_charge_cumulatively(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 10_000_000)
+    await core.initiate(voice("r", 0))
+    await core.update(voice("r", 31, used=30, total=True))
+    await core.update(voice("r", 31, used=30, total=True))  # same interim again
+    out = await core.terminate(voice("r", 10**9 + 61, used=61, total=True))
+    assert out.status is Status.GRANTED
+    assert (await account_state(redis_client, core.keys, "alice")) == (10_000_000 - 86_000, 0)
+
+
+async def test_bind_rekeys_a_hold(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 10_000_000)
+    await core.initiate(voice("nas|alice|4930", 0))
+    assert await core.bind("nas|alice|4930", "acct-1", "alice")
+    out = await core.terminate(voice("acct-1", 5, used=61))
+    assert out.status is Status.GRANTED and out.charged == 86_000
+    assert await account_state(redis_client, core.keys, "alice") == (10_000_000 - 86_000, 0)
+
+
+async def test_terminate_origin_settles_the_nas(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 10_000_000)
+    await core.initiate(voice("a", 0))
+    await core.initiate(voice("b", 0))
+    await core.update(voice("a", 1, used=61))
+    assert await core.terminate_origin("nas1", "NAS-Reboot") == 2
+    assert await account_state(redis_client, core.keys, "alice") == (10_000_000 - 86_000, 0)
+
+
+async def test_events(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 1_000_000)
+    sms = dataclasses.replace(voice("e1", 0, dest="4930111"), service=Service.SMS, requested_units=2)
+    price = await core.event(sms, EventAction.PRICE_ENQUIRY)
+    assert price.price == 180_000
+    out = await core.event(sms, EventAction.DIRECT_DEBITING)
+    assert out.status is Status.GRANTED and out.charged == 180_000
+    again = await core.event(sms, EventAction.DIRECT_DEBITING)
+    assert again.duplicate
+    refund = await core.event(dataclasses.replace(sms, session="e2"), EventAction.REFUND_ACCOUNT)
+    assert refund.charged == -180_000
+    bal = await core.event(sms, EventAction.CHECK_BALANCE)
+    assert bal.balance == 1_000_000
+    poor = dataclasses.replace(sms, session="e3", requested_units=100)
+    assert (await core.event(poor, EventAction.DIRECT_DEBITING)).status is Status.OUT_OF_CREDIT
+
+
+async def test_data_session_rates_by_rating_group(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 10_000_000)
+    req = dataclasses.replace(voice("d", 0, dest=""), service=Service.DATA, rating_group=10,
+                              requested_units=1_048_576)
+    out = await core.initiate(req)
+    assert out.status is Status.GRANTED and out.granted_units == 1_048_576 and out.reserved == 1_000_000
+    out = await core.terminate(dataclasses.replace(req, request_number=1, used_units=524_288))
+    assert out.charged == 500_000
+
+
+async def test_authorize_moves_no_money(core: Charging, redis_client: aioredis.Redis) -> None:
+    await provision(redis_client, core.keys, "alice", 10_000_000)
+    out = await core.authorize(voice("s", 0, at=T0))
+    assert out.status is Status.GRANTED and out.price == 320_000
+    assert await account_state(redis_client, core.keys, "alice") == (10_000_000, 0)
