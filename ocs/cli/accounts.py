@@ -1,0 +1,205 @@
+"""``ocsctl account ...``, ``topup`` and ``adjust`` (spec sections 2 and 4)."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from typing import Any
+
+import asyncpg
+
+from ocs import money
+from ocs.cli.main import Context, Refused, add_json, emit
+from ocs.store import provision
+
+KINDS = ("msisdn", "imsi", "sip", "nai", "pin", "other")
+
+
+def register(sub: Any) -> None:
+    a = sub.add_parser("account", help="create, show, block, unblock accounts and add aliases")
+    asub = a.add_subparsers(dest="account_verb", required=True, parser_class=type(a))
+    p = asub.add_parser("create")
+    p.add_argument("id")
+    p.add_argument("--currency", required=True)
+    p.add_argument("--tariff", required=True)
+    p.add_argument("--postpaid", action="store_true")
+    p.add_argument("--credit-limit", default="0")
+    p.add_argument("--alias", action="append", default=[])
+    p.add_argument("--password")
+    add_json(p)
+    p.set_defaults(func=create_cmd)
+    for verb, func in (("show", show_cmd), ("block", block_cmd), ("unblock", unblock_cmd)):
+        p = asub.add_parser(verb)
+        p.add_argument("id")
+        add_json(p)
+        p.set_defaults(func=func)
+    p = asub.add_parser("alias")
+    p.add_argument("id")
+    p.add_argument("value")
+    p.add_argument("--kind", choices=KINDS)
+    add_json(p)
+    p.set_defaults(func=alias_cmd)
+    p = sub.add_parser("topup", help="credit an account (idempotent by --reference)")
+    p.add_argument("id")
+    p.add_argument("amount")
+    p.add_argument("--reference")
+    add_json(p)
+    p.set_defaults(func=topup_cmd)
+    p = sub.add_parser("adjust", help="credit or debit an account with a reason")
+    p.add_argument("id")
+    p.add_argument("amount")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--reference")
+    add_json(p)
+    p.set_defaults(func=adjust_cmd)
+
+
+def alias_kind(value: str) -> str:
+    low = value.lower()
+    if low.startswith(("sip:", "sips:", "tel:")):
+        return "sip"
+    if "@" in value:
+        return "nai"
+    if value.lstrip("+").isdigit():
+        return "msisdn"
+    return "other"
+
+
+def _amount(raw: str, field: str, *, allow_negative: bool) -> int:
+    try:
+        return money.parse(raw, allow_negative=allow_negative)
+    except money.MoneyError as exc:
+        raise Refused(f"{field}: {exc}") from None
+
+
+async def _row(ctx: Context, account_id: str) -> asyncpg.Record:
+    row = await (await ctx.pg()).fetchrow("SELECT * FROM accounts WHERE id = $1", account_id)
+    if row is None:
+        raise Refused(f"unknown account {account_id!r}")
+    return row
+
+
+async def _aliases(ctx: Context, account_id: str) -> list[str]:
+    rows = await (await ctx.pg()).fetch("SELECT value FROM aliases WHERE account_id = $1 ORDER BY value",
+                                        account_id)
+    return [r["value"] for r in rows]
+
+
+async def _sync(ctx: Context, account_id: str) -> asyncpg.Record:
+    row = await _row(ctx, account_id)
+    redis = await ctx.redis()
+    await provision.sync_account(redis, ctx.keys, row, await _aliases(ctx, account_id))
+    await provision.apply_pending(await ctx.pg(), redis, ctx.keys, account_id)
+    return row
+
+
+async def _add_alias(conn: asyncpg.Connection, account_id: str, value: str, kind: str | None) -> None:
+    owner = await conn.fetchval("SELECT account_id FROM aliases WHERE value = $1", value)
+    if owner is not None:
+        raise Refused(f"alias {value!r} already belongs to account {owner!r}")
+    await conn.execute("INSERT INTO aliases(value, account_id, kind) VALUES ($1, $2, $3)",
+                       value, account_id, kind or alias_kind(value))
+
+
+async def create_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    conn = await ctx.pg()
+    limit = _amount(args.credit_limit, "--credit-limit", allow_negative=False)
+    if limit and not args.postpaid:
+        raise Refused("--credit-limit needs --postpaid")
+    tariff = await conn.fetchrow("SELECT currency FROM tariffs WHERE name = $1", args.tariff)
+    if tariff is None:
+        raise Refused(f"unknown tariff {args.tariff!r}")
+    currency = args.currency.upper()
+    if tariff["currency"].strip() != currency:
+        raise Refused(f"--currency {currency} does not match tariff {args.tariff} ({tariff['currency']})")
+    if await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1", args.id):
+        raise Refused(f"account {args.id!r} already exists")
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO accounts(id, type, currency, tariff, credit_limit, password)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            args.id, "postpaid" if args.postpaid else "prepaid", currency, args.tariff, limit, args.password)
+        for value in args.alias:
+            await _add_alias(conn, args.id, value, None)
+    await _sync(ctx, args.id)
+    return await _show(ctx, args.id, f"account {args.id} created")
+
+
+async def _show(ctx: Context, account_id: str, headline: str = "",
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    row = await _row(ctx, account_id)
+    raw = await (await ctx.redis()).hmget(ctx.keys.account(account_id), "bal", "rsv")
+    bal, rsv = (int(v or 0) for v in raw)
+    cl = int(row["credit_limit"])
+    avail = max(0, bal + (cl if row["type"] == "postpaid" else 0) - rsv)
+    doc = {"id": row["id"], "type": row["type"], "currency": row["currency"].strip(), "tariff": row["tariff"],
+           "status": row["status"], "balance": money.format(bal), "reserved": money.format(rsv),
+           "available": money.format(avail), "credit_limit": money.format(cl),
+           "aliases": await _aliases(ctx, account_id), **(extra or {})}
+    text = "\n".join([headline] * bool(headline) + [f"{k}: {v}" for k, v in doc.items()])
+    emit(ctx, doc, text)
+    return doc
+
+
+async def show_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    await _sync(ctx, args.id)
+    return await _show(ctx, args.id)
+
+
+async def _set_status(ctx: Context, account_id: str, status: str) -> dict[str, Any]:
+    await _row(ctx, account_id)
+    await (await ctx.pg()).execute("UPDATE accounts SET status = $2, updated_at = now() WHERE id = $1",
+                                   account_id, status)
+    await _sync(ctx, account_id)
+    return await _show(ctx, account_id, f"account {account_id} {status}")
+
+
+async def block_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    return await _set_status(ctx, args.id, "blocked")
+
+
+async def unblock_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    return await _set_status(ctx, args.id, "active")
+
+
+async def alias_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    await _row(ctx, args.id)
+    await _add_alias(await ctx.pg(), args.id, args.value, args.kind)
+    await _sync(ctx, args.id)
+    return await _show(ctx, args.id, f"alias {args.value} added")
+
+
+async def _ledger(ctx: Context, account_id: str, kind: str, amount: int, reference: str,
+                  reason: str) -> dict[str, Any]:
+    """Write-ahead in PostgreSQL, apply once in Redis, mark applied (docs/architecture.md)."""
+    await _sync(ctx, account_id)  # also re-applies rows an earlier crash left pending
+    conn = await ctx.pg()
+    prior = await conn.fetchrow("SELECT account_id, amount FROM ledger WHERE reference = $1", reference)
+    if prior is not None:
+        if prior["account_id"] != account_id or prior["amount"] != amount:
+            raise Refused(f"reference {reference!r} was already used for a different operation")
+        return await _show(ctx, account_id, f"reference {reference} already applied; nothing done",
+                           {"applied": False, "reference": reference})
+    try:
+        await conn.execute("INSERT INTO ledger(account_id, kind, amount, reference, reason)"
+                           " VALUES ($1, $2, $3, $4, $5)", account_id, kind, amount, reference, reason)
+    except asyncpg.UniqueViolationError:
+        raise Refused(f"reference {reference!r} is being applied concurrently; retry") from None
+    await provision.apply_pending(conn, await ctx.redis(), ctx.keys, account_id)
+    return await _show(ctx, account_id, f"{kind} {money.format(amount)} applied (reference {reference})",
+                       {"applied": True, "reference": reference})
+
+
+async def topup_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    amount = _amount(args.amount, "AMOUNT", allow_negative=False)
+    if amount == 0:
+        raise Refused("AMOUNT: a top-up must be positive")
+    return await _ledger(ctx, args.id, "topup", amount, args.reference or f"topup-{uuid.uuid4()}", "")
+
+
+async def adjust_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    amount = _amount(args.amount, "AMOUNT", allow_negative=True)
+    if not args.reason.strip():
+        raise Refused("--reason must not be empty")
+    return await _ledger(ctx, args.id, "adjustment", amount, args.reference or f"adjust-{uuid.uuid4()}",
+                         args.reason)

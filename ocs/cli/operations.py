@@ -1,0 +1,187 @@
+"""``ocsctl db migrate``, ``cdr export``, ``reconcile``, ``rebuild-balances`` (spec sections 2, 4, 7)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import sys
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from ocs import money
+from ocs.cli.main import Context, Refused, Usage, add_json, emit
+from ocs.store import migrate, provision
+from ocs.store.keys import USAGE_GROUP
+from ocs.store.outcomes import text
+
+CDR_COLUMNS = ("session_id", "account", "protocol", "service", "calling", "called", "prefix", "destination",
+               "start_time", "duration", "billed_seconds", "charge", "currency", "termination_cause")
+
+
+def register(sub: Any) -> None:
+    db = sub.add_parser("db", help="database schema")
+    dsub = db.add_subparsers(dest="db_verb", required=True, parser_class=type(db))
+    p = dsub.add_parser("migrate", help="create or upgrade the schema (idempotent)")
+    add_json(p)
+    p.set_defaults(func=migrate_cmd)
+    cdr = sub.add_parser("cdr", help="usage records")
+    csub = cdr.add_subparsers(dest="cdr_verb", required=True, parser_class=type(cdr))
+    p = csub.add_parser("export", help="export CDRs (spec section 7 columns)")
+    p.add_argument("--from", dest="start", help="start date/time (UTC), inclusive")
+    p.add_argument("--to", dest="end", help="end date/time (UTC), exclusive")
+    p.add_argument("--account")
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    add_json(p)
+    p.set_defaults(func=export_cmd)
+    p = sub.add_parser("reconcile", help="prove balance = top-ups + adjustments - settled charges")
+    add_json(p)
+    p.set_defaults(func=reconcile_cmd)
+    p = sub.add_parser("rebuild-balances", help="restore Redis balances from PostgreSQL (after a Redis loss)")
+    add_json(p)
+    p.set_defaults(func=rebuild_cmd)
+
+
+async def migrate_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    applied = await migrate.migrate(await ctx.pg())
+    doc = {"applied": applied, "up_to_date": True}
+    emit(ctx, doc, f"applied {', '.join(applied)}" if applied else "schema up to date")
+    return doc
+
+
+def _bound(raw: str | None, name: str) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        ts = datetime.fromisoformat(raw)
+    except ValueError:
+        try:
+            ts = datetime.combine(date.fromisoformat(raw), time())
+        except ValueError:
+            raise Usage(f"{name}: not an ISO 8601 date: {raw!r}") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _utc(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def export_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    start, end = _bound(args.start, "--from"), _bound(args.end, "--to")
+    rows = await (await ctx.pg()).fetch(
+        "SELECT * FROM cdrs WHERE ($1::timestamptz IS NULL OR start_time >= $1)"
+        " AND ($2::timestamptz IS NULL OR start_time < $2) AND ($3::text IS NULL OR account = $3)"
+        " ORDER BY start_time, session_id, rating_group", start, end, args.account)
+    records = [{
+        **{c: r[c] for c in CDR_COLUMNS},
+        "start_time": _utc(r["start_time"]), "charge": money.format(r["charge"], places=6),
+        "currency": r["currency"].strip(),
+    } for r in rows]
+    if args.format == "json" or ctx.json:
+        print(json.dumps(records, indent=2))
+    else:
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(CDR_COLUMNS)
+        for rec in records:
+            w.writerow([rec[c] for c in CDR_COLUMNS])
+    return {"records": len(records)}
+
+
+async def _stream_pending(ctx: Context) -> dict[str, dict[str, int]]:
+    """Usage records still in the Redis streams: {account: {record_id: amount}}."""
+    redis = await ctx.redis()
+    out: dict[str, dict[str, int]] = {}
+    for stream in ctx.keys.all_usage_streams():
+        for _id, raw in await redis.xrange(stream) or []:
+            f = {text(k): text(v) for k, v in (raw or {}).items()}
+            if f.get("t") == "u":
+                out.setdefault(f["account_id"], {})[f["record_id"]] = int(f["amount"])
+    return out
+
+
+async def _expected(ctx: Context) -> list[dict[str, Any]]:
+    conn = await ctx.pg()
+    rows = await conn.fetch(
+        "SELECT a.id,"
+        " (SELECT coalesce(sum(amount), 0) FROM ledger l WHERE l.account_id = a.id AND applied_at IS NOT NULL)"
+        "   AS credited,"
+        " (SELECT coalesce(sum(amount), 0) FROM ledger l WHERE l.account_id = a.id AND applied_at IS NULL)"
+        "   AS unapplied,"
+        " (SELECT coalesce(sum(amount), 0) FROM usage u WHERE u.account_id = a.id) AS settled"
+        " FROM accounts a ORDER BY a.id")
+    pending = await _stream_pending(ctx)
+    flushed = set()
+    ids = [rid for recs in pending.values() for rid in recs]
+    if ids:
+        flushed = {r["record_id"] for r in await conn.fetch(
+            "SELECT record_id FROM usage WHERE record_id = ANY($1::text[])", ids)}
+    out = []
+    for r in rows:
+        in_stream = sum(a for rid, a in pending.get(r["id"], {}).items() if rid not in flushed)
+        out.append({"id": r["id"], "credited": int(r["credited"]), "unapplied": int(r["unapplied"]),
+                    "settled": int(r["settled"]) + in_stream})
+    return out
+
+
+async def reconcile_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    redis = await ctx.redis()
+    report, bad = [], 0
+    for e in await _expected(ctx):
+        bal, rsv = (int(v or 0) for v in await redis.hmget(ctx.keys.account(e["id"]), "bal", "rsv"))
+        expected = e["credited"] - e["settled"]
+        diff = bal - expected
+        bad += diff != 0
+        report.append({"account": e["id"], "balance": money.format(bal), "expected": money.format(expected),
+                       "difference": money.format(diff), "reserved": money.format(rsv),
+                       "topups_and_adjustments": money.format(e["credited"]),
+                       "settled_charges": money.format(e["settled"]),
+                       "unapplied_ledger": money.format(e["unapplied"])})
+    doc = {"accounts": len(report), "differences": bad, "report": report}
+    lines = [f"{r['account']}: balance {r['balance']} expected {r['expected']} difference {r['difference']}"
+             for r in report]
+    emit(ctx, doc, "\n".join([*lines, f"{len(report)} accounts, {bad} with a difference"]))
+    if bad:
+        raise Refused(f"{bad} account(s) differ from the ledger")
+    return doc
+
+
+async def rebuild_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    """Recompute every balance from PostgreSQL; drop open holds and report them.
+
+    Run with every ocsd stopped: a debit landing meanwhile would be overwritten.
+    """
+    redis, conn = await ctx.redis(), await ctx.pg()
+    dropped = []
+    async for key in redis.scan_iter(match=f"{ctx.keys.prefix}{{s*}}:sess:*", count=1000):
+        f = {text(k): text(v) for k, v in (await redis.hgetall(key)).items()}
+        if f.get("closed") != "1" and int(f.get("hold") or 0) > 0:
+            dropped.append({"account": f.get("acct"), "session": f.get("sid"), "hold": money.format(int(f["hold"]))})
+        await redis.delete(key)
+    for shard in range(ctx.keys.shards):
+        await redis.delete(ctx.keys.expiry(shard))
+    expected = {e["id"]: e for e in await _expected(ctx)}
+    for e in expected.values():
+        row = await conn.fetchrow("SELECT * FROM accounts WHERE id = $1", e["id"])
+        assert row is not None
+        aliases = [r["value"] for r in await conn.fetch("SELECT value FROM aliases WHERE account_id = $1", e["id"])]
+        await provision.sync_account(redis, ctx.keys, row, aliases)
+        ids = [r["id"] for r in await conn.fetch("SELECT id FROM ledger WHERE account_id = $1", e["id"])]
+        total = e["credited"] + e["unapplied"] - e["settled"]
+        pipe = redis.pipeline(transaction=True)
+        pipe.hset(ctx.keys.account(e["id"]), mapping={"bal": total, "rsv": 0})
+        pipe.delete(ctx.keys.applied(e["id"]))
+        if ids:
+            pipe.sadd(ctx.keys.applied(e["id"]), *ids)
+        await pipe.execute()
+        await conn.execute("UPDATE ledger SET applied_at = now() WHERE account_id = $1 AND applied_at IS NULL",
+                           e["id"])
+    for stream in ctx.keys.all_usage_streams():  # the group must exist for the flusher
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
+            await redis.xgroup_create(stream, USAGE_GROUP, id="0", mkstream=True)
+    doc = {"accounts": len(expected), "dropped_holds": dropped}
+    emit(ctx, doc, f"rebuilt {len(expected)} balances; dropped {len(dropped)} open holds"
+         + "".join(f"\n  {d['account']} {d['session']} {d['hold']}" for d in dropped))
+    return doc

@@ -1,0 +1,150 @@
+"""``ocsctl tariff import|show|rate`` (spec sections 2 and 3)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ocs import money
+from ocs.cli.main import Context, Refused, Usage, add_json, emit
+from ocs.model import Service
+from ocs.rating.engine import CompiledTariff
+from ocs.store import tariff_csv, tariffs
+
+
+def register(sub: Any) -> None:
+    t = sub.add_parser("tariff", help="import, show and try tariffs")
+    tsub = t.add_subparsers(dest="tariff_verb", required=True, parser_class=type(t))
+    p = tsub.add_parser("import", help="import RATES.csv (and BANDS.csv) as a new version")
+    p.add_argument("name")
+    p.add_argument("rates")
+    p.add_argument("--bands")
+    p.add_argument("--currency")
+    p.add_argument("--timezone")
+    add_json(p)
+    p.set_defaults(func=import_cmd)
+    p = tsub.add_parser("show", help="show a tariff's current version")
+    p.add_argument("name")
+    add_json(p)
+    p.set_defaults(func=show_cmd)
+    p = tsub.add_parser("rate", help="price a call")
+    p.add_argument("name")
+    p.add_argument("number")
+    p.add_argument("--at", help="ISO 8601 start (no offset: tariff timezone; default now)")
+    p.add_argument("--seconds", type=int, default=60)
+    add_json(p)
+    p.set_defaults(func=rate_cmd)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise Refused(f"{path}: {exc.strerror}") from None
+
+
+class _Progress:
+    """A progress bar on stderr, only when stdout is a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.on = sys.stdout.isatty() and total > 0
+
+    def __call__(self, done: int) -> None:
+        if self.on:
+            width = 40
+            fill = width * done // self.total
+            print(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{self.total}", end="", file=sys.stderr)
+            if done >= self.total:
+                print(file=sys.stderr)
+
+
+async def import_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    conn = await ctx.pg()
+    existing = await tariffs.info(conn, args.name)
+    currency = (args.currency or (existing["currency"].strip() if existing else "EUR")).upper()
+    tz = args.timezone or (existing["timezone"] if existing else "UTC")
+    if len(currency) != 3 or not currency.isalpha():
+        raise Refused(f"--currency: not an ISO 4217 code: {currency!r}")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Refused(f"--timezone: unknown timezone {tz!r}") from None
+    try:
+        bands, errors = ([], []) if not args.bands else tariff_csv.parse_bands(
+            _read(args.bands), Path(args.bands).name)
+        parsed = tariff_csv.parse_rates(_read(args.rates), tz, {b.band for b in bands}, Path(args.rates).name)
+    except tariff_csv.CsvError as exc:
+        raise Refused(str(exc)) from None
+    errors += parsed.errors
+    if errors:
+        for e in errors[1:]:
+            print(f"ocsctl: {e}", file=sys.stderr)
+        raise Refused(f"{errors[0]} ({len(errors)} rejected of {parsed.read} rows read; nothing imported)")
+    version = await tariffs.import_version(conn, args.name, currency, tz, parsed.rows, bands,
+                                           source=Path(args.rates).name, progress=_Progress(len(parsed.rows)))
+    await (await ctx.redis()).incr(ctx.keys.tariffs_gen())
+    doc = {"tariff": args.name, "version": version, "rows_read": parsed.read, "rows_rejected": 0,
+           "bands": len(bands), "currency": currency, "timezone": tz}
+    emit(ctx, doc, f"tariff {args.name} version {version}: {parsed.read} rows read, 0 rejected")
+    return doc
+
+
+async def _load(ctx: Context, name: str) -> CompiledTariff:
+    tariff = await tariffs.load_tariff(await ctx.pg(), name)
+    if tariff is None:
+        raise Refused(f"unknown tariff {name!r}")
+    return CompiledTariff(tariff)
+
+
+async def show_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    t = (await _load(ctx, args.name)).tariff
+    rows = [{"prefix": r.prefix, "destination": r.destination, "service": r.service.value,
+             "rate": money.format(r.rate), "connect_fee": money.format(r.connect_fee),
+             "first_increment": r.first_increment, "next_increment": r.next_increment, "band": r.band,
+             "effective_from": r.effective_from.isoformat() if r.effective_from else None}
+            for r in sorted(t.rows, key=lambda r: (r.service.value, r.prefix, r.band))]
+    doc = {"name": t.name, "version": t.version, "currency": t.currency, "timezone": t.timezone,
+           "rows": rows, "bands": [{"band": b.band, "days": sorted(b.days), "start_minute": b.start_minute,
+                                    "end_minute": b.end_minute} for b in t.bands]}
+    lines = [f"tariff {t.name} v{t.version} ({t.currency}, {t.timezone}), {len(rows)} rows"]
+    lines += [f"  {r['prefix']:<12} {r['destination']:<28} {r['rate']:>10} {r['band']}" for r in rows[:50]]
+    if len(rows) > 50:
+        lines.append(f"  ... {len(rows) - 50} more (use --json)")
+    emit(ctx, doc, "\n".join(lines))
+    return doc
+
+
+def _at(raw: str | None, tz: str) -> datetime:
+    if not raw:
+        return datetime.now(UTC)
+    try:
+        ts = datetime.fromisoformat(raw)
+    except ValueError:
+        raise Usage(f"--at: not ISO 8601: {raw!r}") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=ZoneInfo(tz))
+
+
+async def rate_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    if args.seconds < 0:
+        raise Usage("--seconds must not be negative")
+    compiled = await _load(ctx, args.name)
+    at = _at(args.at, compiled.tariff.timezone)
+    sel = compiled.select(args.number, at, Service.VOICE)
+    if sel is None:
+        raise Refused(f"{args.number}: destination not rated by tariff {args.name}")
+    r = compiled.rate(sel, args.seconds)
+    blocks = [{"offset": b.offset, "seconds": b.units, "count": b.count, "band": b.band,
+               "rate": money.format(b.rate), "line": b.line,
+               "price": money.format(money.div_round_half_up(b.price_num, 60), places=6)} for b in r.blocks]
+    doc = {"prefix": sel.prefix, "destination": sel.destination, "billed_seconds": r.billed_units,
+           "charge": money.format(r.charge, places=6), "currency": sel.currency, "blocks": blocks,
+           "connect_fee": money.format(sel.row.connect_fee, places=6), "start": at.isoformat(),
+           "seconds": args.seconds}
+    emit(ctx, doc, f"{sel.prefix} {sel.destination}: {args.seconds} s -> billed {r.billed_units} s,"
+                   f" {doc['charge']} {sel.currency}")
+    return doc
