@@ -1,0 +1,309 @@
+"""Gy/Ro (RFC 4006, 3GPP TS 32.299): CCR -> charging verbs -> CCA.
+
+Pure translation: :func:`parse_ccr` turns a decoded CCR into one
+:class:`~ocs.model.ChargeRequest` per Multiple-Services-Credit-Control (or one
+for the single-service form), :func:`handle_ccr` calls the core verb for each
+concurrently, and :func:`encode_cca` builds the answer deterministically from
+the outcomes, so a retransmitted CCR answered from stored outcomes gets an
+identical CCA (RFC 4006 section 5.1, duplicate detection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from ocs.diameter import codec
+from ocs.diameter import constants as c
+from ocs.diameter.codec import Avp, CodecError, Message
+from ocs.model import ChargeRequest, ChargingCore, EventAction, Outcome, Service, Status
+
+NTP_EPOCH = datetime(1900, 1, 1, tzinfo=UTC)
+
+RESULT_OF = {
+    Status.GRANTED: c.SUCCESS, Status.OUT_OF_CREDIT: c.CREDIT_LIMIT_REACHED,
+    Status.BLOCKED: c.END_USER_SERVICE_DENIED, Status.UNKNOWN_SUBSCRIBER: c.USER_UNKNOWN,
+    Status.NOT_RATED: c.RATING_FAILED, Status.UNKNOWN_SESSION: c.UNKNOWN_SESSION_ID,
+    Status.INVALID: c.MISSING_AVP, Status.ERROR: c.UNABLE_TO_COMPLY,
+    Status.BAD_CREDENTIALS: c.END_USER_SERVICE_DENIED,
+}
+ACTIONS = {0: EventAction.DIRECT_DEBITING, 1: EventAction.REFUND_ACCOUNT, 2: EventAction.CHECK_BALANCE,
+           3: EventAction.PRICE_ENQUIRY}
+
+
+class GyError(Exception):
+    """A CCR we answer with one command-level Result-Code (5005, 5001, 5004, 5014 ...)."""
+
+    def __init__(self, result: int, failed: bytes = b"", text: str = "") -> None:
+        super().__init__(text or str(result))
+        self.result = result
+        self.failed = failed  # encoded AVP(s) for Failed-AVP
+
+
+@dataclass
+class Units:
+    time: int | None = None
+    octets: int | None = None
+    ssu: int | None = None
+
+    def service(self) -> Service | None:
+        if self.time is not None:
+            return Service.VOICE
+        if self.octets is not None:
+            return Service.DATA
+        if self.ssu is not None:
+            return Service.SMS
+        return None
+
+    def amount(self, service: Service) -> int | None:
+        return {Service.VOICE: self.time, Service.DATA: self.octets, Service.SMS: self.ssu}[service]
+
+
+@dataclass
+class Ccr:
+    session_id: str
+    request_type: int
+    request_number: int
+    origin_host: str
+    subscriber: str
+    destination: str
+    calling: str
+    event_time: datetime | None
+    action: EventAction
+    cause: str
+    mscc: bool
+    requests: list[ChargeRequest] = field(default_factory=list)
+
+
+def _units(avp: Avp | None) -> Units:
+    u = Units()
+    if avp is None:
+        return u
+    g = avp.group()
+    if (a := codec.find(g, c.CC_TIME)) is not None:
+        u.time = a.u32()
+    total = codec.find(g, c.CC_TOTAL_OCTETS)
+    inp, out = codec.find(g, c.CC_INPUT_OCTETS), codec.find(g, c.CC_OUTPUT_OCTETS)
+    if total is not None:
+        u.octets = total.u64()
+    elif inp is not None or out is not None:
+        u.octets = (inp.u64() if inp else 0) + (out.u64() if out else 0)
+    if (a := codec.find(g, c.CC_SERVICE_SPECIFIC_UNITS)) is not None:
+        u.ssu = a.u64()
+    return u
+
+
+def _used(avps: list[Avp]) -> Units:
+    """Several Used-Service-Unit AVPs (e.g. per tariff-change) add up."""
+    total = Units()
+    for a in avps:
+        u = _units(a)
+        for name in ("time", "octets", "ssu"):
+            v = getattr(u, name)
+            if v is not None:
+                setattr(total, name, (getattr(total, name) or 0) + v)
+    return total
+
+
+def _deep(avps: list[Avp], code: int, vendor: int) -> Avp | None:
+    """First AVP ``code`` anywhere inside the grouped AVPs (Service-Information trees)."""
+    for a in avps:
+        if a.code == code and a.vendor == vendor:
+            return a
+        if a.vendor == c.VENDOR_3GPP and a.code in (c.SERVICE_INFORMATION, c.IMS_INFORMATION, 2000, 2026, 1201):
+            found = _deep(a.group(), code, vendor)
+            if found is not None:
+                return found
+    return None
+
+
+def _subscriber(msg: Message) -> str:
+    ids: dict[int, str] = {}
+    for sub in msg.all(c.SUBSCRIPTION_ID):
+        g = sub.group()
+        t, d = codec.find(g, c.SUBSCRIPTION_ID_TYPE), codec.find(g, c.SUBSCRIPTION_ID_DATA)
+        if t is not None and d is not None:
+            ids.setdefault(t.u32(), d.text())
+    for kind in (c.END_USER_E164, c.END_USER_IMSI, c.END_USER_SIP_URI, c.END_USER_NAI, c.END_USER_PRIVATE):
+        if kind in ids:
+            return ids[kind]
+    user = msg.first(c.USER_NAME)
+    return user.text() if user is not None else ""
+
+
+def _required(msg: Message, code: int) -> Avp:
+    a = msg.first(code)
+    if a is None:
+        raise GyError(c.MISSING_AVP, codec.avp(code, b"\0\0\0\0"), f"missing AVP {code}")
+    return a
+
+
+def check_unknown_mandatory(msg: Message) -> None:
+    """RFC 6733 section 7.1.5: an unknown AVP with the M-bit gets 5001 with it as Failed-AVP."""
+    for a in msg.avps:
+        if a.mandatory and a.vendor == 0 and a.code not in c.KNOWN_BASE:
+            raise GyError(c.AVP_UNSUPPORTED, a.raw, f"unsupported AVP {a.code}")
+
+
+def _service_default(context: str, destination: str) -> Service:
+    if "32274" in context:
+        return Service.SMS
+    if "32251" in context or not destination:
+        return Service.DATA
+    return Service.VOICE
+
+
+def parse_ccr(msg: Message) -> Ccr:
+    check_unknown_mandatory(msg)
+    for code in (c.SESSION_ID, c.ORIGIN_HOST, c.ORIGIN_REALM, c.DESTINATION_REALM, c.AUTH_APPLICATION_ID,
+                 c.SERVICE_CONTEXT_ID, c.CC_REQUEST_TYPE, c.CC_REQUEST_NUMBER):
+        _required(msg, code)
+    rtype = _required(msg, c.CC_REQUEST_TYPE).u32()
+    if rtype not in (c.INITIAL, c.UPDATE, c.TERMINATION, c.EVENT):
+        raise GyError(c.INVALID_AVP_VALUE, _required(msg, c.CC_REQUEST_TYPE).raw, "bad CC-Request-Type")
+    subscriber = _subscriber(msg)
+    if not subscriber and rtype in (c.INITIAL, c.EVENT):
+        raise GyError(c.MISSING_AVP, codec.grouped(c.SUBSCRIPTION_ID, codec.u32(c.SUBSCRIPTION_ID_TYPE, 0),
+                                                   codec.utf8(c.SUBSCRIPTION_ID_DATA, "")),
+                      "missing Subscription-Id")
+    si = msg.all(c.SERVICE_INFORMATION, c.VENDOR_3GPP)
+    called = _deep(si, c.CALLED_PARTY_ADDRESS, c.VENDOR_3GPP) or _deep(si, c.ADDRESS_DATA, c.VENDOR_3GPP)
+    calling = _deep(si, c.CALLING_PARTY_ADDRESS, c.VENDOR_3GPP)
+    ts = msg.first(c.EVENT_TIMESTAMP)
+    action = msg.first(c.REQUESTED_ACTION)
+    cause = msg.first(c.TERMINATION_CAUSE)
+    ccr = Ccr(
+        session_id=_required(msg, c.SESSION_ID).text(), request_type=rtype,
+        request_number=_required(msg, c.CC_REQUEST_NUMBER).u32(),
+        origin_host=_required(msg, c.ORIGIN_HOST).text(), subscriber=subscriber,
+        destination=called.text() if called else "", calling=calling.text() if calling else subscriber,
+        event_time=NTP_EPOCH + timedelta(seconds=ts.u32()) if ts else None,
+        action=ACTIONS.get(action.u32(), EventAction.DIRECT_DEBITING) if action else EventAction.DIRECT_DEBITING,
+        cause=c.TERMINATION_CAUSES.get(cause.u32(), str(cause.u32())) if cause else "",
+        mscc=bool(msg.all(c.MULTIPLE_SERVICES_CREDIT_CONTROL)),
+    )
+    context = _required(msg, c.SERVICE_CONTEXT_ID).text()
+    blocks = [m.group() for m in msg.all(c.MULTIPLE_SERVICES_CREDIT_CONTROL)] or [msg.avps]
+    for g in blocks:
+        ccr.requests.append(_request(ccr, g, context))
+    return ccr
+
+
+def _request(ccr: Ccr, g: list[Avp], context: str) -> ChargeRequest:
+    rg = codec.find(g, c.RATING_GROUP)
+    rsu_avp = codec.find(g, c.REQUESTED_SERVICE_UNIT)
+    rsu, usu = _units(rsu_avp), _used([a for a in g if a.code == c.USED_SERVICE_UNIT and a.vendor == 0])
+    service = rsu.service() or usu.service() or _service_default(context, ccr.destination)
+    return ChargeRequest(
+        subscriber=ccr.subscriber, session=ccr.session_id, request_number=ccr.request_number, service=service,
+        rating_group=rg.u32() if rg else 0, destination=ccr.destination, event_time=ccr.event_time,
+        used_units=usu.amount(service) or 0, requested_units=rsu.amount(service), protocol="diameter",
+        origin=ccr.origin_host, calling=ccr.calling, termination_cause=ccr.cause or "DIAMETER_LOGOUT",
+    )
+
+
+async def handle_ccr(core: ChargingCore, ccr: Ccr) -> list[Outcome]:
+    """One verb call per MSCC, run concurrently (one Redis pipeline round trip for all)."""
+    if ccr.request_type == c.INITIAL:
+        calls = [core.initiate(r) for r in ccr.requests]
+    elif ccr.request_type == c.UPDATE:
+        calls = [core.update(r) for r in ccr.requests]
+    elif ccr.request_type == c.TERMINATION:
+        calls = [core.terminate(r) for r in ccr.requests]
+    else:
+        calls = [core.event(r, ccr.action) for r in ccr.requests]
+    return list(await asyncio.gather(*calls))
+
+
+def _gsu(req: ChargeRequest, out: Outcome) -> bytes:
+    if req.service is Service.VOICE:
+        unit = codec.u32(c.CC_TIME, out.granted_units)
+    elif req.service is Service.DATA:
+        unit = codec.u64(c.CC_TOTAL_OCTETS, out.granted_units)
+    else:
+        unit = codec.u64(c.CC_SERVICE_SPECIFIC_UNITS, out.granted_units)
+    return codec.grouped(c.GRANTED_SERVICE_UNIT, unit)
+
+
+def _grant_avps(ccr: Ccr, req: ChargeRequest, out: Outcome) -> list[bytes]:
+    parts: list[bytes] = []
+    granting = out.status is Status.GRANTED and ccr.request_type in (c.INITIAL, c.UPDATE)
+    if granting or (ccr.request_type == c.EVENT and out.ok and ccr.action is EventAction.DIRECT_DEBITING):
+        parts.append(_gsu(req, out))
+    if granting and out.validity_seconds:
+        parts.append(codec.u32(c.VALIDITY_TIME, out.validity_seconds))
+    if granting and out.final:
+        parts.append(codec.grouped(c.FINAL_UNIT_INDICATION, codec.u32(c.FINAL_UNIT_ACTION, 0)))
+    return parts
+
+
+def _cost(out: Outcome) -> bytes:
+    digits = out.price if out.price is not None else 0
+    return codec.grouped(c.COST_INFORMATION,
+                         codec.grouped(c.UNIT_VALUE, codec.u64(c.VALUE_DIGITS, digits),
+                                       codec.u32(c.EXPONENT, (-6) & 0xFFFFFFFF)),
+                         codec.u32(c.CURRENCY_CODE, c.CURRENCY_NUMERIC.get(out.currency, 0)))
+
+
+def command_result(outcomes: list[Outcome]) -> int:
+    """2001 when any MSCC succeeded (each MSCC carries its own code), else the first MSCC's code."""
+    if any(o.ok for o in outcomes):
+        return c.SUCCESS
+    return RESULT_OF[outcomes[0].status] if outcomes else c.UNABLE_TO_COMPLY
+
+
+def encode_cca(ccr: Ccr, outcomes: list[Outcome], origin_host: str, origin_realm: str,
+               hop_by_hop: int, end_to_end: int) -> bytes:
+    result = command_result(outcomes)
+    body = [codec.utf8(c.SESSION_ID, ccr.session_id), codec.u32(c.RESULT_CODE, result),
+            codec.utf8(c.ORIGIN_HOST, origin_host), codec.utf8(c.ORIGIN_REALM, origin_realm),
+            codec.u32(c.AUTH_APPLICATION_ID, c.APP_CC), codec.u32(c.CC_REQUEST_TYPE, ccr.request_type),
+            codec.u32(c.CC_REQUEST_NUMBER, ccr.request_number)]
+    if ccr.mscc:
+        for req, out in zip(ccr.requests, outcomes, strict=True):
+            inner = _grant_avps(ccr, req, out)
+            inner.append(codec.u32(c.RATING_GROUP, req.rating_group))
+            inner.append(codec.u32(c.RESULT_CODE, RESULT_OF[out.status]))
+            body.append(codec.grouped(c.MULTIPLE_SERVICES_CREDIT_CONTROL, *inner))
+    elif outcomes:
+        body += _grant_avps(ccr, ccr.requests[0], outcomes[0])
+    if ccr.request_type == c.EVENT and outcomes and outcomes[0].ok:
+        if ccr.action is EventAction.CHECK_BALANCE:
+            body.append(codec.u32(c.CHECK_BALANCE_RESULT, 0 if (outcomes[0].price or 0) > 0 else 1))
+        elif ccr.action is EventAction.PRICE_ENQUIRY:
+            body.append(_cost(outcomes[0]))
+    if result == c.RATING_FAILED:
+        body.append(codec.grouped(c.FAILED_AVP, codec.grouped(
+            c.SERVICE_INFORMATION, codec.grouped(c.IMS_INFORMATION, codec.utf8(
+                c.CALLED_PARTY_ADDRESS, ccr.destination, vendor=c.VENDOR_3GPP), vendor=c.VENDOR_3GPP),
+            vendor=c.VENDOR_3GPP)))
+    return codec.message(c.CCR, 0, c.APP_CC, hop_by_hop, end_to_end, *body)
+
+
+def error_answer(msg: Message, result: int, origin_host: str, origin_realm: str, *, failed: bytes = b"",
+                 text: str = "") -> bytes:
+    """An answer carrying only a Result-Code; the E-bit for protocol errors (3xxx, RFC 6733 section 7.1.3)."""
+    body = []
+    sid = msg.first(c.SESSION_ID)
+    if sid is not None:
+        body.append(sid.raw + b"\0" * (-len(sid.raw) % 4))
+    body += [codec.u32(c.RESULT_CODE, result), codec.utf8(c.ORIGIN_HOST, origin_host),
+             codec.utf8(c.ORIGIN_REALM, origin_realm)]
+    if msg.app_id == c.APP_CC and msg.code == c.CCR:
+        body.append(codec.u32(c.AUTH_APPLICATION_ID, c.APP_CC))
+        for code in (c.CC_REQUEST_TYPE, c.CC_REQUEST_NUMBER):
+            a = msg.first(code)
+            if a is not None and len(a.data) == 4:
+                body.append(codec.u32(code, a.u32()))
+    if text:
+        body.append(codec.utf8(c.ERROR_MESSAGE, text, mandatory=False))
+    if failed:
+        body.append(codec.grouped(c.FAILED_AVP, failed))
+    flags = codec.FLAG_E if 3000 <= result < 4000 else 0
+    if msg.flags & codec.FLAG_P:
+        flags |= codec.FLAG_P
+    return codec.message(msg.code, flags, msg.app_id, msg.hop_by_hop, msg.end_to_end, *body)
+
+
+__all__ = ["Ccr", "CodecError", "GyError", "encode_cca", "error_answer", "handle_ccr", "parse_ccr"]

@@ -1,0 +1,277 @@
+"""One Diameter peer connection: framing, CER/CEA, DWR/DWA, DPR/DPA, CCR dispatch (RFC 6733).
+
+State machine (section 5.6, responder side): WAIT_CER -> OPEN -> CLOSING.
+Framing rejects version != 1, length < 20, length not a multiple of 4 and
+lengths above ``diameter.max_message_bytes`` by closing this connection only.
+In-flight requests per connection are bounded with ``pause_reading`` (TCP back
+pressure); beyond the daemon-wide bound a CCR is answered 3004 TOO_BUSY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import random
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ocs.diameter import codec, gy
+from ocs.diameter import constants as c
+from ocs.diameter.codec import CodecError, Message
+from ocs.model import StoreUnavailable
+
+if TYPE_CHECKING:
+    from ocs.diameter.server import DiameterServer
+
+log = structlog.get_logger("ocs.diameter")
+
+
+class State(enum.Enum):
+    WAIT_CER = "wait_cer"
+    OPEN = "open"
+    CLOSING = "closing"
+
+
+class Peer(asyncio.Protocol):
+    def __init__(self, server: DiameterServer) -> None:
+        self.server = server
+        self.cfg = server.cfg.diameter
+        self.state = State.WAIT_CER
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.peer_host = ""
+        self.address = ""
+        self.inflight = 0
+        self.paused = False
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.last_rx = time.monotonic()
+        self.dwr_outstanding = False
+        self.hbh = random.getrandbits(32)
+        self.dpa_waiter: asyncio.Future[None] | None = None
+        self.watchdog: asyncio.TimerHandle | None = None
+
+    # -- transport -----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.address = str(peer[0]) if peer else ""
+        self.server.peers.add(self)
+        self._arm_watchdog()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = State.CLOSING
+        self.server.peers.discard(self)
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        if self.dpa_waiter is not None and not self.dpa_waiter.done():
+            self.dpa_waiter.set_result(None)
+        log.info("peer_closed", peer=self.peer_host or self.address)
+
+    def close(self, reason: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            log.info("peer_close", peer=self.peer_host or self.address, reason=reason)
+            self.server.metrics.dropped.labels("diameter", reason).inc()
+            self.transport.close()
+        self.state = State.CLOSING
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self.last_rx = time.monotonic()
+        self.dwr_outstanding = False
+        while len(self.buf) >= 20:
+            version, length = codec.decode_header(self.buf)
+            if version != 1 or length < 20 or length % 4 or length > self.cfg.max_message_bytes:
+                self.close("bad_framing")
+                return
+            if len(self.buf) < length:
+                return
+            raw = bytes(self.buf[:length])
+            del self.buf[:length]
+            self._dispatch(raw)
+            if self.state is State.CLOSING:
+                return
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def _dispatch(self, raw: bytes) -> None:
+        try:
+            msg = codec.decode(raw)
+        except CodecError:
+            self.close("malformed")  # cannot even find the header fields to answer: close (RFC 6733 3)
+            return
+        if self.state is State.WAIT_CER:
+            if msg.code == c.CER and msg.is_request:
+                self._on_cer(msg)
+            else:
+                self.close("no_cer")
+            return
+        if not msg.is_request:
+            self._on_answer(msg)
+        elif msg.code == c.DWR:
+            self.send(self._base_answer(msg, c.SUCCESS))
+        elif msg.code == c.DPR:
+            self.send(self._base_answer(msg, c.SUCCESS))
+            self.state = State.CLOSING
+            if self.transport is not None:
+                self.transport.close()
+        elif msg.code == c.CER:
+            self.send(self._base_answer(msg, c.SUCCESS))
+        elif msg.app_id != c.APP_CC:
+            self._error(msg, c.APPLICATION_UNSUPPORTED)
+        elif msg.code != c.CCR:
+            self._error(msg, c.COMMAND_UNSUPPORTED)
+        else:
+            self._start_ccr(msg)
+
+    def _error(self, msg: Message, result: int, failed: bytes = b"", text: str = "") -> None:
+        self.server.metrics.requests.labels("diameter", str(msg.code), str(result)).inc()
+        self.send(gy.error_answer(msg, result, self.cfg.origin_host, self.cfg.origin_realm, failed=failed,
+                                  text=text))
+
+    def _on_answer(self, msg: Message) -> None:
+        if msg.code == c.DPR and self.dpa_waiter is not None and not self.dpa_waiter.done():
+            self.dpa_waiter.set_result(None)
+
+    # -- capabilities exchange (RFC 6733 section 5.3) --------------------------------------------
+
+    def _identity(self) -> list[bytes]:
+        return [codec.utf8(c.ORIGIN_HOST, self.cfg.origin_host), codec.utf8(c.ORIGIN_REALM, self.cfg.origin_realm)]
+
+    def _base_answer(self, msg: Message, result: int) -> bytes:
+        body = [codec.u32(c.RESULT_CODE, result), *self._identity()]
+        if msg.code == c.CER:
+            body += self.server.capabilities()
+        flags = codec.FLAG_E if 3000 <= result < 4000 else 0
+        return codec.message(msg.code, flags, 0, msg.hop_by_hop, msg.end_to_end, *body)
+
+    def _apps(self, msg: Message) -> set[int]:
+        apps = {a.u32() for a in msg.all(c.AUTH_APPLICATION_ID)}
+        for vsa in msg.all(c.VENDOR_SPECIFIC_APPLICATION_ID):
+            apps |= {a.u32() for a in vsa.group() if a.code == c.AUTH_APPLICATION_ID}
+        return apps
+
+    def _on_cer(self, msg: Message) -> None:
+        try:
+            host = msg.first(c.ORIGIN_HOST)
+            realm = msg.first(c.ORIGIN_REALM)
+            self.peer_host = host.text() if host else ""
+            peer_realm = realm.text() if realm else ""
+            apps = self._apps(msg)
+        except CodecError:
+            self.send(self._base_answer(msg, c.INVALID_AVP_LENGTH))
+            self.close("bad_cer")
+            return
+        if not self.peer_host or not peer_realm:
+            self.send(self._base_answer(msg, c.MISSING_AVP))
+            self.close("bad_cer")
+        elif not self.server.allowed(self.peer_host, peer_realm, self.address):
+            self.send(self._base_answer(msg, c.UNKNOWN_PEER))
+            self.close("unknown_peer")
+        elif not apps & {c.APP_CC, c.APP_RELAY}:
+            self.send(self._base_answer(msg, c.NO_COMMON_APPLICATION))
+            self.close("no_common_application")
+        else:
+            self.send(self._base_answer(msg, c.SUCCESS))
+            self.state = State.OPEN
+            log.info("peer_open", peer=self.peer_host, realm=peer_realm, address=self.address)
+
+    # -- watchdog (RFC 3539 section 3.4) -------------------------------------------------------
+
+    def _arm_watchdog(self) -> None:
+        tw = max(6.0, float(self.cfg.watchdog_seconds)) + random.uniform(-2.0, 2.0)
+        self.watchdog = asyncio.get_running_loop().call_later(tw, self._on_watchdog)
+
+    def _on_watchdog(self) -> None:
+        if self.state is State.CLOSING:
+            return
+        if time.monotonic() - self.last_rx >= self.cfg.watchdog_seconds - 2.5:
+            if self.dwr_outstanding:
+                self.close("watchdog_expired")
+                return
+            if self.state is State.OPEN:
+                self.dwr_outstanding = True
+                self.send(self._request(c.DWR, []))
+        self._arm_watchdog()
+
+    def _request(self, code: int, extra: list[bytes]) -> bytes:
+        self.hbh = (self.hbh + 1) & 0xFFFFFFFF
+        return codec.message(code, codec.FLAG_R, 0, self.hbh, random.getrandbits(32), *self._identity(), *extra)
+
+    async def disconnect(self, timeout: float) -> None:
+        """Send DPR (Disconnect-Cause REBOOTING) and wait for the DPA, bounded (RFC 6733 section 5.4)."""
+        if self.state is not State.OPEN:
+            self.close("shutdown")
+            return
+        self.dpa_waiter = asyncio.get_running_loop().create_future()
+        self.send(self._request(c.DPR, [codec.u32(c.DISCONNECT_CAUSE, 0)]))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.dpa_waiter, timeout)
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=timeout)
+        self.close("shutdown")
+
+    # -- CCR -----------------------------------------------------------------------------------
+
+    def _start_ccr(self, msg: Message) -> None:
+        if self.server.inflight >= self.cfg.max_inflight:
+            self._error(msg, c.TOO_BUSY)
+            return
+        self.inflight += 1
+        self.server.inflight += 1
+        if self.inflight >= self.cfg.max_inflight_per_peer and self.transport is not None:
+            self.transport.pause_reading()
+            self.paused = True
+        task = asyncio.ensure_future(self._ccr(msg))
+        self.tasks.add(task)
+        task.add_done_callback(self._ccr_done)
+
+    def _ccr_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.inflight -= 1
+        self.server.inflight -= 1
+        if self.paused and self.inflight < self.cfg.max_inflight_per_peer // 2 + 1 and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
+    async def _ccr(self, msg: Message) -> None:
+        t0 = time.perf_counter()
+        rtype = "unknown"
+        try:
+            ccr = gy.parse_ccr(msg)
+            rtype = {1: "initial", 2: "update", 3: "termination", 4: "event"}[ccr.request_type]
+            outcomes = await gy.handle_ccr(self.server.core, ccr)
+            answer = gy.encode_cca(ccr, outcomes, self.cfg.origin_host, self.cfg.origin_realm, msg.hop_by_hop,
+                                   msg.end_to_end)
+            result = gy.command_result(outcomes)
+            if any(o.duplicate for o in outcomes):
+                self.server.metrics.duplicates.labels("diameter").inc()
+            for req, out in zip(ccr.requests, outcomes, strict=True):
+                log.info("ccr", session=req.session, account=out.account, peer=self.peer_host, type=rtype,
+                         rating_group=req.rating_group, outcome=out.status.value, granted=out.granted_units,
+                         charged=out.charged, duplicate=out.duplicate)
+        except gy.GyError as exc:
+            self._error(msg, exc.result, exc.failed, str(exc))
+            return
+        except CodecError as exc:
+            self._error(msg, c.INVALID_AVP_LENGTH, text=str(exc))
+            return
+        except StoreUnavailable as exc:
+            log.warning("ccr_store_unavailable", error=str(exc), peer=self.peer_host)
+            self._error(msg, c.TOO_BUSY)
+            return
+        except Exception as exc:
+            log.error("ccr_failed", error=repr(exc), peer=self.peer_host)
+            self._error(msg, c.UNABLE_TO_COMPLY)
+            return
+        self.send(answer)
+        self.server.metrics.requests.labels("diameter", rtype, str(result)).inc()
+        self.server.metrics.latency.labels("diameter", rtype).observe(time.perf_counter() - t0)
