@@ -201,11 +201,12 @@ class Charging:
         finally:
             self._observe("event", t0)
 
-    async def bind(self, old_session: str, new_session: str, subscriber: str) -> bool:
+    async def bind(self, old_session: str, new_session: str, subscriber: str,
+                   hold_seconds: int | None = None) -> bool:
         acct = await self.accounts.resolve(subscriber)
         if acct is None:
             return False
-        return await self.sessions.bind(acct, old_session, new_session)
+        return await self.sessions.bind(acct, old_session, new_session, hold_seconds)
 
     async def terminate_origin(self, origin: str, cause: str) -> int:
         count = 0

@@ -89,6 +89,7 @@ class ChargeRequest:
     calling: str = ""  # calling party for records
     termination_cause: str = ""  # for the CDR on terminate
     password_check: Callable[[str], bool] | None = None  # given the stored secret: does the credential match?
+    hold_seconds: int | None = None  # keep the hold this long without news (default validity + grace)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ class ChargingCore(Protocol):
     async def event(self, req: ChargeRequest, action: EventAction) -> Outcome:
         """One-shot charging (CCR-E): direct debit, refund, balance check, price enquiry."""
 
-    async def bind(self, old_session: str, new_session: str, subscriber: str) -> bool:
+    async def bind(self, old_session: str, new_session: str, subscriber: str,
+                   hold_seconds: int | None = None) -> bool:
         """Re-key an open session (RADIUS: hold made at Access-Request, bound at Start)."""
 
     async def terminate_origin(self, origin: str, cause: str) -> int:

@@ -102,7 +102,7 @@ def decode_avps(buf: bytes) -> list[Avp]:
     return out
 
 
-def decode_header(buf: bytes) -> tuple[int, int]:
+def decode_header(buf: bytes | bytearray) -> tuple[int, int]:
     """(version, length) of the message starting ``buf`` (at least 4 bytes)."""
     return buf[0], int.from_bytes(buf[1:4], "big")
 

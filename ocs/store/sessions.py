@@ -107,9 +107,10 @@ class SessionStore:
     def _member(self, account: str, sid: str, rg: int) -> str:
         return f"{account}{SEP}{sid}{SEP}{rg}"
 
-    def _expiry_ms(self) -> int:
+    def _expiry_ms(self, req: ChargeRequest | None = None) -> int:
         now = datetime.now(UTC)
-        return ms(now + timedelta(seconds=self.validity + self.cfg.charging.grace_seconds))
+        hold = req.hold_seconds if req is not None and req.hold_seconds else None
+        return ms(now + timedelta(seconds=hold or self.validity + self.cfg.charging.grace_seconds))
 
     def _context(self, req: ChargeRequest, acct: Account, sel: Selection, start: datetime) -> list[str]:
         ctx = {
@@ -133,7 +134,7 @@ class SessionStore:
         now = datetime.now(UTC)
         keys = [self.keys.account(acct.id), self.keys.session(acct.id, req.session, req.rating_group),
                 self.keys.expiry(sh)]
-        args = [ms(now), req.request_number, self._expiry_ms(), self.validity, member,
+        args = [ms(now), req.request_number, self._expiry_ms(req), self.validity, member,
                 *self._context(req, acct, sel, sel.start), *plan_args(plan)]
         code, out = await self.rp.script(self.reserve_s, keys, args)
         code = text(code)
@@ -196,7 +197,7 @@ class SessionStore:
         keys = [self.keys.account(st.account), self.keys.session(st.account, st.sid, st.rg),
                 self.keys.expiry(sh), self.keys.usage(sh), self.keys.seq(sh)]
         now = datetime.now(UTC)
-        args = [ms(now), req.request_number, self._expiry_ms(), self.validity,
+        args = [ms(now), req.request_number, self._expiry_ms(req), self.validity,
                 self._member(st.account, st.sid, st.rg), f"s{sh:02d}", st.f.get("used", "0"), used,
                 rating.charge, rating.billed_units, "terminate" if terminate else "update",
                 req.termination_cause or "", iso(req.event_time or now), used - st.used, self.ttl, *plan]
@@ -274,13 +275,15 @@ class SessionStore:
                                 currency=acct.currency, balance=acct.balance),
         })
 
-    async def bind(self, acct: Account, old: str, new: str) -> bool:
+    async def bind(self, acct: Account, old: str, new: str, hold_seconds: int | None = None) -> bool:
         if old == new:
             return True
         sh = self._shard(acct.id)
         keys = [self.keys.session(acct.id, old, 0), self.keys.session(acct.id, new, 0), self.keys.expiry(sh)]
+        expiry = ms(datetime.now(UTC) + timedelta(
+            seconds=hold_seconds or self.validity + self.cfg.charging.grace_seconds))
         res = text(await self.rp.script(self.bind_s, keys, [self._member(acct.id, old, 0),
-                                                             self._member(acct.id, new, 0), new]))
+                                                             self._member(acct.id, new, 0), new, expiry]))
         if res != "OK":
             return False
         origin = text(await self.rp.call("HGET", keys[1], "origin"))

@@ -10,6 +10,7 @@
 --   'OK'       reserved; outcome = stored outcome string (see _lib.outcome)
 --   'DUP'      this request number was already answered: its stored outcome, nothing moved
 --   'EXISTS'   the session is open under another request number: nothing moved
+--              (a closed session under the same key is replaced)
 --   'NOACCT'   no such account          'BLOCKED'  account blocked
 --   'NOCREDIT' less than one block affordable: nothing stored, nothing moved
 -- @include _lib
@@ -20,7 +21,10 @@ local nf = tonumber(ARGV[6])
 
 local stored = redis.call('HGET', sess, 'o:' .. req)
 if stored then return {'DUP', stored} end
-if redis.call('EXISTS', sess) == 1 then return {'EXISTS', ''} end
+if redis.call('EXISTS', sess) == 1 then
+  if redis.call('HGET', sess, 'closed') ~= '1' then return {'EXISTS', ''} end
+  redis.call('DEL', sess)  -- a closed session's key reused (RADIUS NAS|user|called): start afresh
+end
 if redis.call('EXISTS', acct) == 0 then return {'NOACCT', ''} end
 if redis.call('HGET', acct, 'st') == 'blocked' then return {'BLOCKED', ''} end
 
