@@ -141,11 +141,11 @@ format = "json"
         return res
 
     def start(self, timeout: float = 30.0) -> None:
-        logf = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(BIN / "ocsd"), "--config", str(self.config_path)],
-            cwd=ROOT, env=self.env(), stdout=logf, stderr=logf,
-        )
+        with self.log_path.open("ab") as logf:
+            self.proc = subprocess.Popen(
+                [str(BIN / "ocsd"), "--config", str(self.config_path)],
+                cwd=ROOT, env=self.env(), stdout=logf, stderr=logf,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
