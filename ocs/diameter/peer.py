@@ -14,7 +14,7 @@ import contextlib
 import enum
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import structlog
 
@@ -56,8 +56,7 @@ class Peer(asyncio.Protocol):
     # -- transport -----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if peer else ""
         self.server.peers.add(self)

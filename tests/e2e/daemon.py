@@ -141,6 +141,7 @@ format = "json"
         return res
 
     def start(self, timeout: float = 30.0) -> None:
+        seen = self.log_path.read_text().count('"event": "ready"') if self.log_path.exists() else 0
         with self.log_path.open("ab") as logf:
             self.proc = subprocess.Popen(
                 [str(BIN / "ocsd"), "--config", str(self.config_path)],
@@ -150,7 +151,7 @@ format = "json"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"ocsd exited {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
-            if '"event": "ready"' in self.log_path.read_text():
+            if self.log_path.read_text().count('"event": "ready"') > seen:
                 return
             time.sleep(0.05)
         raise AssertionError(f"ocsd not ready in {timeout}s:\n{self.log_path.read_text()[-4000:]}")
