@@ -12,7 +12,7 @@ Keys (``P`` is ``redis.key_prefix``, ``S`` the ``{sNN}`` tag):
 
 - ``P S:acct:<id>``          hash: bal, rsv, cl, type, st, cur, tariff, nsess
 - ``P S:acct:<id>:applied``  set of ledger ids applied to bal (top-up idempotency)
-- ``P S:sess:<sid>|<rg>``    hash: session state (see charging.py / lua headers)
+- ``P S:sess:<id>|<sid>|<rg>`` hash: session state (see charging.py / lua headers)
 - ``P S:expiry``             zset: session key -> expiry (epoch ms), for the reaper
 - ``P S:usage``              stream of usage records and CDRs (group ``flush``)
 - ``P S:seq``                counter for record ids
@@ -57,7 +57,8 @@ class Keys:
         return f"{self.tag_of(account_id)}:acct:{account_id}:applied"
 
     def session(self, account_id: str, session: str, rating_group: int) -> str:
-        return f"{self.tag_of(account_id)}:sess:{session}|{rating_group}"
+        """Includes the account: front-end session ids are only unique per client, not per shard."""
+        return f"{self.tag_of(account_id)}:sess:{account_id}|{session}|{rating_group}"
 
     def expiry(self, shard: int) -> str:
         return f"{self.tag(shard)}:expiry"
