@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ocs.diameter import codec
@@ -41,6 +43,17 @@ def test_full_session_i_u_t(daemon: Daemon) -> None:
         cca = cl.request(c.CCR, 4, *ccr("gy;1", c.TERMINATION, 2, rg=1, used=5))
         assert result(cca) == 2001
         assert _balance(daemon) == "9.914"  # 10.00 - 0.086 (spec worked example)
+        for _ in range(50):  # the flusher copies the CDR to PostgreSQL
+            out = daemon.ocsctl("cdr", "export").stdout.splitlines()
+            if len(out) == 2:
+                break
+            time.sleep(0.1)
+        assert out[0] == ("session_id,account,protocol,service,calling,called,prefix,destination,start_time,"
+                          "duration,billed_seconds,charge,currency,termination_cause")
+        row = out[1].split(",")
+        assert row[:4] == ["gy;1", "alice", "diameter", "voice"]
+        assert row[6:8] == ["49", "Germany fixed"] and row[9:13] == ["66", "66", "0.086000", "EUR"]
+        assert row[8].endswith("Z") and row[13] == "DIAMETER_LOGOUT"
         dwa = cl.request(c.DWR, 0, codec.utf8(c.ORIGIN_HOST, "pgw.test"), codec.utf8(c.ORIGIN_REALM, "test"))
         assert result(dwa) == 2001
         dpa = cl.request(c.DPR, 0, codec.utf8(c.ORIGIN_HOST, "pgw.test"), codec.utf8(c.ORIGIN_REALM, "test"),
