@@ -1,0 +1,1 @@
+"""Benchmark suite: `python -m bench` runs every bench module present."""

@@ -1,0 +1,98 @@
+"""Shared helpers for bench modules: timing, percentiles, result rows, resource usage.
+
+Kept dependency-free (no psutil): CPU time comes from resource.getrusage and
+RSS from /proc/self/status so numbers mean the same on every Linux box.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+def percentile(samples: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of samples; None when empty."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100.0 * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def now() -> float:
+    """Monotonic high-resolution clock in seconds."""
+    return time.perf_counter()
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds consumed by this process so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def rss_mb() -> float | None:
+    """Current resident set size in MiB from /proc (None off Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        return None
+    return None
+
+
+def row(
+    name: str,
+    ops: int,
+    seconds: float,
+    latencies_s: Sequence[float] = (),
+    cpu_s: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Build one result row in the suite's common shape (latencies in seconds in, ms out)."""
+
+    def ms(q: float) -> float | None:
+        p = percentile(latencies_s, q)
+        return None if p is None else round(p * 1000.0, 4)
+
+    out: dict[str, Any] = {
+        "name": name,
+        "ops": ops,
+        "seconds": round(seconds, 4),
+        "throughput": round(ops / seconds, 1) if seconds > 0 else None,
+        "p50_ms": ms(50),
+        "p99_ms": ms(99),
+        "p999_ms": ms(99.9),
+    }
+    if cpu_s is not None and ops:
+        out["cpu_us_per_op"] = round(cpu_s / ops * 1e6, 2)
+    out["rss_mb"] = rss_mb()
+    out.update(extra)
+    return out
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Render rows as one aligned text table; columns are the union of keys in first-seen order."""
+    cols: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
