@@ -18,7 +18,7 @@ def percentile(samples: Sequence[float], q: float) -> float | None:
     if not samples:
         return None
     ordered = sorted(samples)
-    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100.0 * len(ordered)) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered) / 100.0 - 1e-9) - 1))
     return ordered[rank]
 
 
