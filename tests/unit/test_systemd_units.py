@@ -41,7 +41,7 @@ REQUIRED: dict[str, dict[str, dict[str, str | None]]] = {
         "Install": {"WantedBy": "multi-user.target"},
     },
     "ocs-reconcile.service": {"Service": {"Type": "oneshot", "User": "ocs", "ExecStart": None}},
-    "ocs-reconcile.timer": {"Timer": {"OnCalendar": "daily"}, "Install": {"WantedBy": "timers.target"}},
+    "ocs-reconcile.timer": {"Timer": {"OnCalendar": None}, "Install": {"WantedBy": "timers.target"}},
 }
 
 
