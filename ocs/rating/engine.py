@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from ocs.model import Service
 from ocs.money import div_round_half_up
@@ -28,6 +29,8 @@ _SCHEMES = ("tel:", "sip:", "sips:")
 
 def normalize_number(raw: str) -> str:
     """Spec section 3: drop a tel:/sip: scheme and anything from "@" or ";", drop "+" and a leading "00"."""
+    if raw.isdigit() and raw.isascii():  # the common case, fast
+        return raw[2:] if raw.startswith("00") else raw
     s = raw.strip()
     low = s[:5].lower()
     for scheme in _SCHEMES:
@@ -42,9 +45,11 @@ def normalize_number(raw: str) -> str:
     return digits[2:] if digits.startswith("00") else digits
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(NamedTuple):
     """Rule 1 for one call: the prefix and row chosen at ``start``.
+
+    A NamedTuple rather than a frozen dataclass: it is built on every lookup and
+    construction cost is most of a lookup (200,000 lookups/s target).
 
     ``band_rows`` maps band name -> the chosen prefix's row in force at ``start``
     for that band (``any`` included) used to price blocks (rule 3).
@@ -121,12 +126,18 @@ class CompiledTariff:
     def __init__(self, tariff: Tariff) -> None:
         self.tariff = tariff
         self.calendar = Calendar(tariff.timezone, tariff.bands)
-        index: dict[tuple[Service, str], list[RateRow]] = {}
+        index: dict[Service, dict[str, list[RateRow]]] = {s: {} for s in Service}
         for row in tariff.rows:
-            index.setdefault((row.service, row.prefix), []).append(row)
-        for rows in index.values():  # latest effective_from first; None (always) last
-            rows.sort(key=lambda r: (r.effective_from is not None, r.effective_from or 0), reverse=True)
+            index[row.service].setdefault(row.prefix, []).append(row)
+        self.simple: dict[Service, dict[str, tuple[RateRow, dict[str, RateRow]]]] = {s: {} for s in Service}
+        for service, by_prefix in index.items():
+            for prefix, rows in by_prefix.items():  # latest effective_from first; None (always) last
+                rows.sort(key=lambda r: (r.effective_from is not None, r.effective_from or 0), reverse=True)
+                if len(rows) == 1 and rows[0].effective_from is None and rows[0].band == ANY_BAND:
+                    self.simple[service][prefix] = (rows[0], {ANY_BAND: rows[0]})  # the common case: O(1)
         self.index = index
+        self.lookup: dict[Service, dict[str, list[RateRow] | tuple[RateRow, dict[str, RateRow]]]] = {
+            s: {**index[s], **self.simple[s]} for s in Service}
         self.max_len = max((len(r.prefix) for r in tariff.rows), default=0)
 
     # -- rule 1 ------------------------------------------------------------------------------
@@ -148,10 +159,17 @@ class CompiledTariff:
     def select(self, number: str, at: datetime, service: Service = Service.VOICE) -> Selection | None:
         """Rule 1; ``number`` is normalised here.  None: not rated."""
         digits = normalize_number(number)
+        lookup = self.lookup[service].get
+        t = self.tariff
         for length in range(min(len(digits), self.max_len), 0, -1):
-            rows = self.index.get((service, digits[:length]))
+            rows = lookup(digits[:length])
             if rows is None:
                 continue
+            if type(rows) is tuple:  # one row, always in force, any band: O(1)
+                only = rows[0]
+                return Selection(t.name, t.version, t.currency, digits, only.prefix, only.destination, only, at,
+                                 service, rows[1])
+            assert isinstance(rows, list)
             live = self._in_force(rows, at)
             row = self._choose(live, at)
             if row is None:
@@ -159,7 +177,6 @@ class CompiledTariff:
             band_rows: dict[str, RateRow] = {}
             for r in live:
                 band_rows.setdefault(r.band, r)
-            t = self.tariff
             return Selection(t.name, t.version, t.currency, digits, row.prefix, row.destination, row, at,
                              service, band_rows)
         return None

@@ -1,0 +1,47 @@
+"""Rating engine: prefix lookups and rating with a 100,000-prefix tariff (target >= 200,000 lookups/s)."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.common import cpu_seconds, format_table, row
+from ocs.rating.engine import CompiledTariff
+from ocs.rating.tariff import BandInterval, RateRow, Tariff
+
+
+def build(n: int = 100_000) -> CompiledTariff:
+    rnd = random.Random(1)
+    prefixes = {str(rnd.randint(10, 99)) + str(rnd.randint(0, 10**rnd.randint(2, 8))) for _ in range(n * 2)}
+    rows = tuple(RateRow(p, f"dest {i}", rnd.randint(1000, 500_000), 0, 60, 60, line=i)
+                 for i, p in enumerate(sorted(prefixes)[:n]))
+    bands = (BandInterval("peak", frozenset(range(5)), 480, 1200),)
+    return CompiledTariff(Tariff("bench", 1, "EUR", "Europe/Berlin", rows, bands))
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    t = build(20_000 if quick else 100_000)
+    rnd = random.Random(2)
+    numbers = [str(rnd.randint(10, 99)) + str(rnd.randint(10**9, 10**10)) for _ in range(50_000)]
+    at = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    sels = [t.select(n, at) for n in numbers]
+    lookups, lookup_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    lat = []
+    rated = [s for s in sels if s is not None][:20_000]
+    t0 = time.perf_counter()
+    for s in rated:
+        a = time.perf_counter()
+        t.rate(s, 187)
+        t.grant_plan(s, 187, 300)
+        lat.append(time.perf_counter() - a)
+    rating = time.perf_counter() - t0
+    return [row("rating.select (100k prefixes)", len(numbers), lookups, cpu_s=lookup_cpu,
+                prefixes=len(t.tariff.rows)),
+            row("rating.rate+grant_plan", len(rated), rating, lat)]
+
+
+if __name__ == "__main__":
+    print(format_table(run()))
