@@ -23,11 +23,24 @@ def _is_secret(key: str) -> bool:
     return k == "pw" or any(m in k for m in _SECRET_MARKERS if m != "pw")
 
 
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "***" if isinstance(k, str) and _is_secret(k) else _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_scrub(v) for v in value)
+    return value
+
+
 def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Replace secret-looking keys, also inside nested dicts and lists."""
     for key in list(event):
-        if _is_secret(key):
-            event[key] = "***"
+        event[key] = "***" if _is_secret(key) else _scrub(event[key])
     return event
+
+
+def charging_event(logger: Any, *, session: str, account: str, peer: str, outcome: str, **kw: Any) -> None:
+    """Log one charging event with the fields every such line carries (spec section 8)."""
+    logger.info("charging", session=session, account=account, peer=peer, outcome=outcome, **kw)
 
 
 def configure(level: str = "info", fmt: str = "json") -> None:
