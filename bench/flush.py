@@ -1,0 +1,68 @@
+"""Usage-stream flush into PostgreSQL: records/s through COPY + INSERT ... ON CONFLICT (target >= 20,000/s)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from bench.common import cpu_seconds, format_table, row
+from ocs import config
+from ocs.metrics import Metrics
+from ocs.store import migrate
+from ocs.store.flush import Flusher
+from ocs.store.keys import Keys
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+async def _run(n: int) -> dict[str, Any]:
+    db = f"ocs_bench_{uuid.uuid4().hex[:8]}"
+    prefix = f"ocsbench:{uuid.uuid4().hex[:6]}:"
+    admin = await asyncpg.connect(ADMIN)
+    await admin.execute(f'CREATE DATABASE "{db}"')
+    dsn = ADMIN.rsplit("/", 1)[0] + "/" + db
+    r = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        conn = await asyncpg.connect(dsn)
+        await migrate.migrate(conn)
+        await conn.close()
+        cfg = config.from_mapping({"redis": {"key_prefix": prefix}, "postgres": {"dsn": dsn}}, env={})
+        keys = Keys(prefix, cfg.charging.shards)
+        pipe = r.pipeline(transaction=False)
+        for i in range(n):
+            shard = i % keys.shards
+            pipe.xadd(keys.usage(shard), {
+                "t": "u", "record_id": f"s{shard:02d}:{i}", "account_id": f"a{i % 1000}", "session_id": f"s{i}",
+                "rating_group": 0, "request_number": 1, "kind": "update", "protocol": "diameter", "service": "voice",
+                "units": 60, "used_total": 60, "amount": 60000, "charged_total": 60000, "balance_after": 1,
+                "currency": "EUR", "event_time": "2026-11-23T10:00:00+00:00", "node": "bench"})
+            if i % 5000 == 4999:
+                await pipe.execute()
+        await pipe.execute()
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        f = Flusher(cfg, r, pool, Metrics())
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        done = await f.flush_all()
+        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+        assert done == n, done
+        await pool.close()
+    finally:
+        async for key in r.scan_iter(match=f"{prefix}*", count=5000):
+            await r.delete(key)
+        await r.aclose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        await admin.close()
+    return row("usage flush to PostgreSQL", n, seconds, cpu_s=cpu, target="20000/s")
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    return [asyncio.run(_run(20_000 if quick else 100_000))]
+
+
+if __name__ == "__main__":
+    print(format_table(run()))
