@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from ocs.rating.engine import normalize_number
@@ -48,13 +49,16 @@ class AccountView:
         norm = normalize_number(subscriber)
         if norm and norm != subscriber:
             candidates.append(norm)
-        for value in candidates:
-            account_id = text(await self.rp.call("GET", self.keys.alias(value)))
-            if account_id:
-                found = await self.get(account_id)
+        # one round trip: every alias candidate and the value as an account id, pipelined together
+        owners = [self.rp.call("GET", self.keys.alias(v)) for v in candidates]
+        results = await asyncio.gather(*owners, self.get(subscriber))
+        direct: Account | None = results[-1]
+        for owner in results[:-1]:
+            if owner:
+                found = await self.get(text(owner))
                 if found is not None:
                     return found
-        return await self.get(subscriber)
+        return direct
 
     async def get(self, account_id: str) -> Account | None:
         raw = await self.rp.call("HMGET", self.keys.account(account_id), *_FIELDS)

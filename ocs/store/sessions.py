@@ -25,12 +25,17 @@ from ocs.store.tariff_cache import TariffCache, TariffNotFound
 SEP = "\x1f"  # expiry/origin member separator: never in a session id or account id
 
 
-def plan_args(plan: GrantPlan) -> list[int]:
-    """A GrantPlan packed as the scripts read it (``_lib.lua`` ``grant``)."""
+def plan_arg(plan: GrantPlan) -> str:
+    """A GrantPlan packed as the scripts read it (``_lib.lua`` ``grant``): one comma-separated argument."""
     out = [plan.fee, plan.base_num, plan.charged_base, plan.per, plan.max_blocks, len(plan.segments)]
     for seg in plan.segments:
         out.extend(seg)
-    return out
+    return ",".join(map(str, out))
+
+
+def pack_context(ctx: dict[str, str]) -> str:
+    """Session fields as one argument (``_lib.lua`` ``set_context``)."""
+    return SEP.join(x for kv in ctx.items() for x in kv)
 
 
 def iso(ts: datetime) -> str:
@@ -95,6 +100,7 @@ class SessionStore:
         self.reserve_s, self.debit_s, self.orphan_s = Script("reserve"), Script("debit"), Script("orphan")
         self.bind_s, self.event_s = Script("bind"), Script("event")
         rp.register(self.reserve_s, self.debit_s, self.orphan_s, self.bind_s, self.event_s, Script("reap"))
+        self._owner: dict[str, str] = {}  # session id -> account, saves the sidx read on this node
         c = cfg.charging
         self.validity = c.validity_seconds
         self.ttl = max(3600, c.validity_seconds + c.grace_seconds)
@@ -104,6 +110,11 @@ class SessionStore:
     def _shard(self, account: str) -> int:
         return shard_of(account, self.keys.shards)
 
+    def _remember(self, sid: str, account: str) -> None:
+        if len(self._owner) >= 200_000:
+            self._owner.clear()
+        self._owner[sid] = account
+
     def _member(self, account: str, sid: str, rg: int) -> str:
         return f"{account}{SEP}{sid}{SEP}{rg}"
 
@@ -112,17 +123,15 @@ class SessionStore:
         hold = req.hold_seconds if req is not None and req.hold_seconds else None
         return ms(now + timedelta(seconds=hold or self.validity + self.cfg.charging.grace_seconds))
 
-    def _context(self, req: ChargeRequest, acct: Account, sel: Selection, start: datetime) -> list[str]:
+    def _context(self, req: ChargeRequest, acct: Account, sel: Selection, start: datetime,
+                 **extra: str) -> str:
         ctx = {
             "acct": acct.id, "sid": req.session, "rg": str(req.rating_group), "proto": req.protocol,
             "svc": req.service.value, "cur": acct.currency, "node": self.cfg.node.name,
             "origin": req.origin, "calling": req.calling, "dest": sel.number, "prefix": sel.prefix,
-            "dname": sel.destination, "t0": iso(start), "tariff": sel.tariff, "tver": str(sel.version),
+            "dname": sel.destination, "t0": iso(start), "tariff": sel.tariff, "tver": str(sel.version), **extra,
         }
-        flat = [str(len(ctx))]
-        for k, v in ctx.items():
-            flat += [k, v]
-        return flat
+        return pack_context(ctx)
 
     # -- open ------------------------------------------------------------------------------
 
@@ -135,10 +144,11 @@ class SessionStore:
         keys = [self.keys.account(acct.id), self.keys.session(acct.id, req.session, req.rating_group),
                 self.keys.expiry(sh)]
         args = [ms(now), req.request_number, self._expiry_ms(req), self.validity, member,
-                *self._context(req, acct, sel, sel.start), *plan_args(plan)]
+                self._context(req, acct, sel, sel.start), plan_arg(plan)]
         code, out = await self.rp.script(self.reserve_s, keys, args)
         code = text(code)
         if code == "OK":
+            self._remember(req.session, acct.id)
             await asyncio.gather(
                 self.rp.call("SET", self.keys.session_index(req.session), acct.id, "EX", 86400),
                 *([self.rp.call("SADD", self.keys.origin(req.origin), member)] if req.origin else []),
@@ -166,7 +176,8 @@ class SessionStore:
         return SessionState(account, sid, rg, fields(raw)) if raw else None
 
     async def find(self, req: ChargeRequest, accounts: AccountView) -> SessionState | None:
-        account = text(await self.rp.call("GET", self.keys.session_index(req.session)))
+        account = self._owner.get(req.session) or text(
+            await self.rp.call("GET", self.keys.session_index(req.session)))
         if account:
             state = await self.load(account, req.session, req.rating_group)
             if state is not None:
@@ -192,7 +203,7 @@ class SessionStore:
             return Outcome(Status.ERROR, reason="session no longer rateable")
         used = self._new_used(req, st.used)
         rating = tariff.rate(sel, used)
-        plan = [] if terminate else plan_args(tariff.grant_plan(sel, used, cap))
+        plan = "" if terminate else plan_arg(tariff.grant_plan(sel, used, cap))
         sh = self._shard(st.account)
         keys = [self.keys.account(st.account), self.keys.session(st.account, st.sid, st.rg),
                 self.keys.expiry(sh), self.keys.usage(sh), self.keys.seq(sh)]
@@ -200,7 +211,7 @@ class SessionStore:
         args = [ms(now), req.request_number, self._expiry_ms(req), self.validity,
                 self._member(st.account, st.sid, st.rg), f"s{sh:02d}", st.f.get("used", "0"), used,
                 rating.charge, rating.billed_units, "terminate" if terminate else "update",
-                req.termination_cause or "", iso(req.event_time or now), used - st.used, self.ttl, *plan]
+                req.termination_cause or "", iso(req.event_time or now), used - st.used, self.ttl, plan]
         code, out = await self.rp.script(self.debit_s, keys, args)
         code = text(code)
         if code in ("CONFLICT", "NOSESSION"):
@@ -219,7 +230,7 @@ class SessionStore:
                 return dup
             tariff = await tariffs.get(st.tariff, st.version)
             sel = tariff.select(st.f["dest"], st.start, st.service)
-            account, ctx, expect, used0, chg0 = st.account, ["0"], st.f.get("used", "0"), st.used, st.charged
+            account, ctx, expect, used0, chg0 = st.account, "", st.f.get("used", "0"), st.used, st.charged
             currency = st.f.get("cur", "")
         else:
             acct = await accounts.resolve(req.subscriber)
@@ -248,7 +259,7 @@ class SessionStore:
         args = [ms(now), req.request_number, f"s{sh:02d}", expect, used, rating.charge,
                 rating.billed_units, max(0, rating.charge - chg0), used - used0,
                 iso(req.event_time or now), self.ttl, "1" if terminate else "0",
-                req.termination_cause or "", *ctx]
+                req.termination_cause or "", ctx]
         code, out = await self.rp.script(self.orphan_s, keys, args)
         code = text(code)
         if code == "CONFLICT":
@@ -263,12 +274,10 @@ class SessionStore:
         keys = [self.keys.account(acct.id), self.keys.session(acct.id, req.session, req.rating_group),
                 self.keys.usage(sh), self.keys.seq(sh)]
         now = req.event_time or datetime.now(UTC)
-        ctx = self._context(req, acct, sel, now)
-        ctx[0] = str(int(ctx[0]) + 1)
-        ctx += ["billed", str(rating.billed_units)]
+        ctx = self._context(req, acct, sel, now, billed=str(rating.billed_units))
         amount = -rating.charge if refund else rating.charge
         args = [ms(datetime.now(UTC)), req.request_number, f"s{sh:02d}", amount, units, iso(now),
-                self.ttl, "refund" if refund else "event", "0" if refund else "1", *ctx]
+                self.ttl, "refund" if refund else "event", "0" if refund else "1", ctx]
         code, out = await self.rp.script(self.event_s, keys, args)
         return self._result(text(code), out, acct.id, acct.currency, {
             "NOCREDIT": Outcome(Status.OUT_OF_CREDIT, reason="no credit", account=acct.id,

@@ -29,20 +29,38 @@ local function available(acct)
   return avail, bal, rsv
 end
 
--- Largest grant affordable within `avail` from a GrantPlan packed in ARGV
--- starting at index i: fee, base_num, charged_base, per, max_blocks, nseg,
+-- Split a packed argument (one ARGV instead of dozens: packing arguments is
+-- the client's main cost per call).
+local function split(s, sep)
+  local out, pos = {}, 1
+  if s == '' then return out end
+  while true do
+    local a = string.find(s, sep, pos, true)
+    if not a then out[#out + 1] = string.sub(s, pos); return out end
+    out[#out + 1] = string.sub(s, pos, a - 1)
+    pos = a + 1
+  end
+end
+
+-- HSET the "k\31v\31k\31v..." context string onto a session hash.
+local function set_context(key, packed)
+  local kv = split(packed, '\31')
+  if #kv > 0 then redis.call('HSET', key, unpack(kv)) end
+end
+
+-- Largest grant affordable within `avail` from a GrantPlan packed as one
+-- comma-separated string: fee, base_num, charged_base, per, max_blocks, nseg,
 -- then nseg triples (units_per_block, rate, count).
 -- hold(k) = fee + rhu(base_num + S_k, per) - charged_base.
 -- Returns blocks, units, hold, max_blocks.
-local function grant(i, avail)
-  local fee = tonumber(ARGV[i]); local base = tonumber(ARGV[i + 1])
-  local charged = tonumber(ARGV[i + 2]); local per = tonumber(ARGV[i + 3])
-  local maxb = tonumber(ARGV[i + 4]); local nseg = tonumber(ARGV[i + 5])
+local function grant(packed, avail)
+  local P = split(packed, ',')
+  for n = 1, #P do P[n] = tonumber(P[n]) end
+  local fee, base, charged, per, maxb, nseg = P[1], P[2], P[3], P[4], P[5], P[6]
   local function hold_at(s) return fee + rhu(base + s, per) - charged end
   local k, units, s, best = 0, 0, 0, 0
   for j = 0, nseg - 1 do
-    local u = tonumber(ARGV[i + 6 + 3 * j]); local rate = tonumber(ARGV[i + 7 + 3 * j])
-    local cnt = tonumber(ARGV[i + 8 + 3 * j])
+    local u, rate, cnt = P[7 + 3 * j], P[8 + 3 * j], P[9 + 3 * j]
     if k + cnt > maxb then cnt = maxb - k end
     if cnt <= 0 then break end
     local step = u * rate

@@ -11,7 +11,7 @@
 -- ARGV[11] mode: 'update' | 'terminate'   ARGV[12] termination cause
 -- ARGV[13] event time (ISO 8601 UTC, for records)   ARGV[14] units reported by this request
 -- ARGV[15] tombstone TTL seconds (terminate)
--- ARGV[16...] GrantPlan for the next grant (update only; ignored on terminate)
+-- ARGV[16] packed GrantPlan for the next grant (update only; '' on terminate)
 --
 -- Returns {code, outcome}:
 --   'OK'        done; outcome = stored outcome string
@@ -58,7 +58,7 @@ if mode == 'terminate' then
 end
 
 local avail = available(acct)
-local blocks, units, hold, maxb = grant(16, avail)
+local blocks, units, hold, maxb = grant(ARGV[16], avail)
 local final = (blocks < maxb) and 1 or 0
 local status = 'granted'
 if blocks == 0 then status = 'out_of_credit' end

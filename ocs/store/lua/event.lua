@@ -5,7 +5,7 @@
 -- ARGV[1] now (epoch ms)  ARGV[2] request number  ARGV[3] shard name
 -- ARGV[4] amount (> 0 debit, < 0 refund)  ARGV[5] units  ARGV[6] event time ISO
 -- ARGV[7] TTL seconds   ARGV[8] kind ('event' | 'refund')   ARGV[9] require credit ('1': refuse if unaffordable)
--- ARGV[10] n, then n field/value pairs (rating context for the record and CDR)
+-- ARGV[10] packed rating context (for the record and CDR)
 --
 -- A debit ('event') also writes the CDR of the event (record_id cdr:<session>:<rating group>).
 --
@@ -14,7 +14,6 @@
 local acct, sess, stream, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, req, shard, amount = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local units, etime, ttl, kind, need = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]
-local nf = tonumber(ARGV[10])
 
 local stored = redis.call('HGET', sess, 'o:' .. req)
 if stored then return {'DUP', stored} end
@@ -24,7 +23,7 @@ if need == '1' and amount > 0 then
   local avail = available(acct)
   if avail < amount then return {'NOCREDIT', tostring(avail)} end
 end
-for n = 0, nf - 1 do redis.call('HSET', sess, ARGV[11 + 2 * n], ARGV[12 + 2 * n]) end
+set_context(sess, ARGV[10])
 local bal = redis.call('HINCRBY', acct, 'bal', 0 - amount)
 local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node')
 emit(stream, seq, shard, '', {'t', 'u', 'account_id', s[1], 'session_id', s[2], 'rating_group', s[3],

@@ -9,7 +9,7 @@
 -- ARGV[5] new used total  ARGV[6] new charged total  ARGV[7] new billed units
 -- ARGV[8] amount to debit ARGV[9] units reported   ARGV[10] event time ISO   ARGV[11] TTL seconds
 -- ARGV[12] write a CDR when creating the tombstone ('1' on terminate)   ARGV[13] termination cause
--- ARGV[14] n, then n field/value pairs for a new tombstone (rating context, as reserve.lua)
+-- ARGV[14] packed rating context for a new tombstone (as reserve.lua)
 --
 -- Returns {code, outcome}:
 --   'OK'       charged; outcome status 'unknown_session'
@@ -21,7 +21,6 @@ local acct, sess, stream, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, req, shard, expect = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local used, chg, billed, amount = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 local units_now, etime, ttl, want_cdr, cause = ARGV[9], ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13]
-local nf = tonumber(ARGV[14])
 
 local stored = redis.call('HGET', sess, 'o:' .. req)
 if stored then return {'DUP', stored} end
@@ -33,7 +32,7 @@ if exists then
 elseif expect ~= '' then
   return {'CONFLICT', ''}
 else
-  for n = 0, nf - 1 do redis.call('HSET', sess, ARGV[15 + 2 * n], ARGV[16 + 2 * n]) end
+  set_context(sess, ARGV[14])
   redis.call('HSET', sess, 'closed', '1', 'hold', 0, 'hunits', 0, 'born', now)
 end
 

@@ -3,8 +3,8 @@
 -- KEYS[1] account hash      KEYS[2] session hash      KEYS[3] shard expiry zset
 -- ARGV[1] now (epoch ms)    ARGV[2] request number    ARGV[3] expiry (epoch ms)
 -- ARGV[4] validity seconds  ARGV[5] expiry zset member
--- ARGV[6] n, then n field/value pairs stored on the session (rating context)
--- ARGV[7+2n...] GrantPlan: fee, base_num, charged_base, per, max_blocks, nseg, triples
+-- ARGV[6] rating context stored on the session: "field\31value\31field\31value..."
+-- ARGV[7] GrantPlan packed "fee,base_num,charged_base,per,max_blocks,nseg,triples..."
 --
 -- Returns {code, outcome} with code:
 --   'OK'       reserved; outcome = stored outcome string (see _lib.outcome)
@@ -17,7 +17,6 @@
 local acct, sess, expiry = KEYS[1], KEYS[2], KEYS[3]
 local now, req, exp_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local validity, member = ARGV[4], ARGV[5]
-local nf = tonumber(ARGV[6])
 
 local stored = redis.call('HGET', sess, 'o:' .. req)
 if stored then return {'DUP', stored} end
@@ -29,14 +28,12 @@ if redis.call('EXISTS', acct) == 0 then return {'NOACCT', ''} end
 if redis.call('HGET', acct, 'st') == 'blocked' then return {'BLOCKED', ''} end
 
 local avail, bal, rsv = available(acct)
-local blocks, units, hold, maxb = grant(7 + 2 * nf, avail)
+local blocks, units, hold, maxb = grant(ARGV[7], avail)
 if blocks == 0 then return {'NOCREDIT', tostring(avail)} end
 local final = (blocks < maxb) and 1 or 0
 
 redis.call('HINCRBY', acct, 'rsv', hold)
-for n = 0, nf - 1 do
-  redis.call('HSET', sess, ARGV[7 + 2 * n], ARGV[8 + 2 * n])
-end
+set_context(sess, ARGV[6])
 local out = outcome('granted', units, final, 0, hold, bal, validity)
 redis.call('HSET', sess, 'used', 0, 'chg', 0, 'billed', 0, 'hold', hold, 'hunits', units,
   'rq', req, 'exp', exp_ms, 'born', now, 'o:' .. req, out)
