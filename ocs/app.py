@@ -140,6 +140,7 @@ class Daemon:
         self.reaper = Reaper(cfg, self.redis, self.metrics)
         self.spawn(self.flusher.run(), "flusher")
         self.spawn(self.reaper.run(), "reaper")
+        self.spawn(self._ledger_sweep(), "ledger-sweep")
 
         self.diameter = DiameterServer(cfg, self.core, self.metrics)
         await self.diameter.start()
@@ -170,6 +171,22 @@ class Daemon:
         log.info("reloaded", radius_clients=len(new.radius.clients))
 
     _config_path: str | None = None
+
+    async def _ledger_sweep(self) -> None:
+        """Apply ledger rows an interrupted ``ocsctl topup`` left unapplied (docs/architecture.md)."""
+        from ocs.store import provision
+        from ocs.store.keys import Keys
+
+        keys = Keys(self.cfg.redis.key_prefix, self.cfg.charging.shards)
+        while True:
+            await asyncio.sleep(30)
+            try:
+                async with self.pool.acquire(timeout=5) as conn:
+                    n = await provision.apply_pending(conn, self.redis, keys)
+                if n:
+                    log.info("ledger_sweep_applied", rows=n)
+            except Exception as exc:  # an outage: try again next round
+                log.warning("ledger_sweep_failed", error=repr(exc))
 
     async def _watchdog(self) -> None:
         interval = sdnotify.watchdog_interval()
