@@ -69,6 +69,7 @@ class Daemon:
     proc: subprocess.Popen[bytes] | None = None
     ports: dict[str, int] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
+    redis_url: str = REDIS_URL
 
     @property
     def dsn(self) -> str:
@@ -114,7 +115,7 @@ address = "127.0.0.1/32"
 secret = "testing123"
 name = "local"
 [redis]
-url = "{REDIS_URL}"
+url = "{self.redis_url}"
 key_prefix = "{self.prefix}"
 [postgres]
 dsn = "{self.dsn}"
