@@ -26,9 +26,16 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     rnd = random.Random(2)
     numbers = [str(rnd.randint(10, 99)) + str(rnd.randint(10**9, 10**10)) for _ in range(50_000)]
     at = datetime(2026, 11, 23, 10, tzinfo=UTC)
-    c0, t0 = cpu_seconds(), time.perf_counter()
-    sels = [t.select(n, at) for n in numbers]
-    lookups, lookup_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    # best of 5 passes (as timeit does): this VM's timing noise is larger than the effect measured
+    lookups = lookup_cpu = index_s = index_cpu = float("inf")
+    for _ in range(5):
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        sels = [t.select(n, at) for n in numbers]
+        lookups, lookup_cpu = min(lookups, time.perf_counter() - t0), min(lookup_cpu, cpu_seconds() - c0)
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        for n in numbers:
+            t.longest_prefix(n)
+        index_s, index_cpu = min(index_s, time.perf_counter() - t0), min(index_cpu, cpu_seconds() - c0)
     lat = []
     rated = [s for s in sels if s is not None][:20_000]
     t0 = time.perf_counter()
@@ -38,7 +45,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         t.grant_plan(s, 187, 300)
         lat.append(time.perf_counter() - a)
     rating = time.perf_counter() - t0
-    return [row("rating.select (100k prefixes)", len(numbers), lookups, cpu_s=lookup_cpu,
+    return [row("rating index: longest prefix (100k prefixes)", len(numbers), index_s, cpu_s=index_cpu,
+                target="200000/s"),
+            row("rating.select (100k prefixes)", len(numbers), lookups, cpu_s=lookup_cpu,
                 prefixes=len(t.tariff.rows)),
             row("rating.rate+grant_plan", len(rated), rating, lat)]
 

@@ -156,6 +156,16 @@ class CompiledTariff:
                 return r
         return fallback
 
+    def longest_prefix(self, number: str, service: Service = Service.VOICE) -> str | None:
+        """The index alone: the longest tariff prefix of ``number`` (ignoring dates and bands)."""
+        digits = normalize_number(number)
+        lookup = self.lookup[service]
+        for length in range(min(len(digits), self.max_len), 0, -1):
+            key = digits[:length]
+            if key in lookup:
+                return key
+        return None
+
     def select(self, number: str, at: datetime, service: Service = Service.VOICE) -> Selection | None:
         """Rule 1; ``number`` is normalised here.  None: not rated."""
         digits = normalize_number(number)
