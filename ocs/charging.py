@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from ocs.config import Config
 from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, EventAction, Outcome, Service, Status
+from ocs.rating.engine import CompiledTariff, Selection, affordable
 from ocs.store.accounts_view import Account, AccountView
 from ocs.store.keys import Keys
 from ocs.store.outcomes import decode_outcome
@@ -95,6 +96,20 @@ class Charging:
             return Outcome(Status.BAD_CREDENTIALS, account=acct.id, reason="bad password")
         return acct
 
+    async def _rated(self, req: ChargeRequest) -> tuple[Account, CompiledTariff, Selection] | Outcome:
+        """Subscriber checks, then rule 1 on the account's current tariff: what every opening verb needs."""
+        acct = await self._account(req)
+        if isinstance(acct, Outcome):
+            return acct
+        try:
+            tariff = await self.tariffs.current(acct.tariff)
+        except TariffNotFound:
+            return Outcome(Status.NOT_RATED, account=acct.id, currency=acct.currency, reason="tariff missing")
+        sel = tariff.select(self._destination(req), _now(req), req.service)
+        if sel is None:
+            return Outcome(Status.NOT_RATED, account=acct.id, currency=acct.currency, reason="destination not rated")
+        return acct, tariff, sel
+
     def _observe(self, verb: str, t0: float) -> None:
         self.metrics.core_latency.labels(verb).observe(time.perf_counter() - t0)
 
@@ -102,17 +117,10 @@ class Charging:
 
     async def authorize(self, req: ChargeRequest) -> Outcome:
         """Would ``initiate`` grant?  Moves no money (price of the requested units in ``price``)."""
-        acct = await self._account(req)
-        if isinstance(acct, Outcome):
-            return acct
-        try:
-            tariff = await self.tariffs.current(acct.tariff)
-        except TariffNotFound:
-            return Outcome(Status.NOT_RATED, account=acct.id, reason="tariff missing")
-        sel = tariff.select(self._destination(req), _now(req), req.service)
-        if sel is None:
-            return Outcome(Status.NOT_RATED, account=acct.id, reason="destination not rated")
-        from ocs.rating.engine import affordable
+        rated = await self._rated(req)
+        if isinstance(rated, Outcome):
+            return rated
+        acct, tariff, sel = rated
 
         plan = tariff.grant_plan(sel, 0, self._cap(req))
         blocks, units, hold = affordable(plan, acct.available)
@@ -124,18 +132,10 @@ class Charging:
     async def initiate(self, req: ChargeRequest) -> Outcome:
         t0 = time.perf_counter()
         try:
-            acct = await self._account(req)
-            if isinstance(acct, Outcome):
-                return acct
-            try:
-                tariff = await self.tariffs.current(acct.tariff)
-            except TariffNotFound:
-                return Outcome(Status.NOT_RATED, account=acct.id, currency=acct.currency,
-                               reason="tariff missing")
-            sel = tariff.select(self._destination(req), _now(req), req.service)
-            if sel is None:
-                return Outcome(Status.NOT_RATED, account=acct.id, currency=acct.currency,
-                               reason="destination not rated")
+            rated = await self._rated(req)
+            if isinstance(rated, Outcome):
+                return rated
+            acct, tariff, sel = rated
             return await self.sessions.open(req, acct, tariff, sel, self._cap(req))
         finally:
             self._observe("initiate", t0)
@@ -180,17 +180,10 @@ class Charging:
                     return Outcome(Status.UNKNOWN_SUBSCRIBER, reason="unknown account")
                 return Outcome(Status.GRANTED, balance=found.balance, reserved=found.reserved,
                                price=found.available, account=found.id, currency=found.currency)
-            acct = await self._account(req)
-            if isinstance(acct, Outcome):
-                return acct
-            try:
-                tariff = await self.tariffs.current(acct.tariff)
-            except TariffNotFound:
-                return Outcome(Status.NOT_RATED, account=acct.id, reason="tariff missing")
-            sel = tariff.select(self._destination(req), _now(req), req.service)
-            if sel is None:
-                return Outcome(Status.NOT_RATED, account=acct.id, currency=acct.currency,
-                               reason="destination not rated")
+            rated = await self._rated(req)
+            if isinstance(rated, Outcome):
+                return rated
+            acct, tariff, sel = rated
             units = req.requested_units or req.used_units or 1
             rating = tariff.rate(sel, units)
             if action is EventAction.PRICE_ENQUIRY:
