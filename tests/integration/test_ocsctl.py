@@ -143,3 +143,9 @@ async def test_reconcile_detects_and_rebuild_repairs(ctl, key_prefix: str, redis
     run("rebuild-balances")
     assert json.loads(run("account", "show", "a1", "--json").stdout)["balance"] == "3.00"
     assert json.loads(run("reconcile", "--json").stdout)["differences"] == 0
+
+
+def test_db_migrate_is_idempotent(ctl) -> None:  # type: ignore[no-untyped-def]
+    run, _ = ctl
+    assert json.loads(run("db", "migrate", "--json").stdout) == {"applied": [], "up_to_date": True}
+    assert "up to date" in run("db", "migrate").stdout
