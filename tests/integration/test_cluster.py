@@ -7,7 +7,9 @@ the money.
 
 from __future__ import annotations
 
+import random
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -20,17 +22,47 @@ from ocs.charging import Charging
 from ocs.metrics import Metrics
 from ocs.model import Status
 from ocs.store.tariff_cache import MemoryTariffSource
-from tests.e2e.daemon import free_port
 from tests.integration.balance_fixtures import demo_tariff, make_cfg, voice
 
 pytestmark = pytest.mark.integration
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_ports(n: int) -> list[int]:
+    """Free ports whose cluster bus port (port + 10000) is free and valid too."""
+    rnd = random.Random()
+    out: list[int] = []
+    while len(out) < n:
+        port = rnd.randint(20000, 40000)
+        if port not in out and _free(port) and _free(port + 10000):
+            out.append(port)
+    return out
+
+
+def _wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server on {port} did not start")
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[list[int]]:
     exe = shutil.which("redis-server") or "/usr/bin/redis-server"
     cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-    ports = [free_port() for _ in range(3)]
+    ports = _cluster_ports(3)
     procs = []
     for port in ports:
         d = tmp_path / str(port)
@@ -40,7 +72,8 @@ def cluster(tmp_path: Path) -> Iterator[list[int]]:
              str(d / "nodes.conf"), "--save", "", "--appendonly", "no", "--dir", str(d)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
-        time.sleep(0.5)
+        for port in ports:
+            _wait_listening(port)
         subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "0",
                         "--cluster-yes"], check=True, capture_output=True, timeout=60)
         for _ in range(100):
