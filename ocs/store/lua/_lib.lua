@@ -91,6 +91,27 @@ local function emit(stream, seq, shard, record_id, fields)
   return record_id
 end
 
+-- The usage record of one debit or credit (t=u); the session hash says whose and what.
+local function emit_usage(stream, seq, shard, sess, req, kind, units, used, amount, chg, bal, etime)
+  local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node')
+  emit(stream, seq, shard, '', {'t', 'u', 'account_id', s[1], 'session_id', s[2], 'rating_group', s[3],
+    'request_number', req, 'kind', kind, 'protocol', s[4], 'service', s[5], 'units', units,
+    'used_total', used, 'amount', amount, 'charged_total', chg, 'balance_after', bal,
+    'currency', s[6], 'event_time', etime, 'node', s[7]})
+end
+
+-- The CDR of a session and rating group (t=c, spec section 7).  Its record id
+-- cdr:<session>:<rating group> makes a second end of the same session a no-op in PostgreSQL.
+local function emit_cdr(stream, seq, shard, sess, duration, billed, charge, cause, end_time)
+  local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node',
+    'calling', 'dest', 'prefix', 'dname', 't0')
+  emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], {'t', 'c', 'session_id', s[2],
+    'rating_group', s[3], 'account', s[1], 'protocol', s[4], 'service', s[5], 'calling', s[8],
+    'called', s[9], 'prefix', s[10], 'destination', s[11], 'start_time', s[12], 'duration', duration,
+    'billed_seconds', billed, 'charge', charge, 'currency', s[6], 'termination_cause', cause,
+    'end_time', end_time, 'node', s[7]})
+end
+
 -- Stored outcome of one request: status|granted|final|charged|reserved|balance|validity
 local function outcome(status, granted, final, charged, reserved, balance, validity)
   return table.concat({status, granted, final, charged, reserved, balance, validity}, '|')

@@ -35,21 +35,12 @@ local old_hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
 local delta = chg - tonumber(redis.call('HGET', sess, 'chg') or '0')
 redis.call('HINCRBY', acct, 'rsv', 0 - old_hold)
 local bal = redis.call('HINCRBY', acct, 'bal', 0 - delta)
-local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node')
-emit(stream, seq, shard, '', {'t', 'u', 'account_id', s[1], 'session_id', s[2], 'rating_group', s[3],
-  'request_number', req, 'kind', mode, 'protocol', s[4], 'service', s[5], 'units', units_now,
-  'used_total', used, 'amount', delta, 'charged_total', chg, 'balance_after', bal,
-  'currency', s[6], 'event_time', etime, 'node', s[7]})
+emit_usage(stream, seq, shard, sess, req, mode, units_now, used, delta, chg, bal, etime)
 redis.call('HSET', sess, 'used', used, 'chg', chg, 'billed', billed, 'hold', 0, 'hunits', 0,
   'rq', req, 'last', now)
 
 if mode == 'terminate' then
-  local c = redis.call('HMGET', sess, 'calling', 'dest', 'prefix', 'dname', 't0')
-  emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], {'t', 'c', 'session_id', s[2],
-    'rating_group', s[3], 'account', s[1], 'protocol', s[4], 'service', s[5], 'calling', c[1],
-    'called', c[2], 'prefix', c[3], 'destination', c[4], 'start_time', c[5], 'duration', used,
-    'billed_seconds', billed, 'charge', chg, 'currency', s[6], 'termination_cause', cause,
-    'end_time', etime, 'node', s[7]})
+  emit_cdr(stream, seq, shard, sess, used, billed, chg, cause, etime)
   local out = outcome('granted', 0, 0, delta, 0, bal, 0)
   redis.call('HSET', sess, 'closed', '1', 'o:' .. req, out)
   redis.call('ZREM', expiry, member)

@@ -25,18 +25,9 @@ if need == '1' and amount > 0 then
 end
 set_context(sess, ARGV[10])
 local bal = redis.call('HINCRBY', acct, 'bal', 0 - amount)
-local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node')
-emit(stream, seq, shard, '', {'t', 'u', 'account_id', s[1], 'session_id', s[2], 'rating_group', s[3],
-  'request_number', req, 'kind', kind, 'protocol', s[4], 'service', s[5], 'units', units,
-  'used_total', units, 'amount', amount, 'charged_total', amount, 'balance_after', bal,
-  'currency', s[6], 'event_time', etime, 'node', s[7]})
+emit_usage(stream, seq, shard, sess, req, kind, units, units, amount, amount, bal, etime)
 if kind == 'event' then
-  local c = redis.call('HMGET', sess, 'calling', 'dest', 'prefix', 'dname', 't0', 'billed')
-  emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], {'t', 'c', 'session_id', s[2],
-    'rating_group', s[3], 'account', s[1], 'protocol', s[4], 'service', s[5], 'calling', c[1],
-    'called', c[2], 'prefix', c[3], 'destination', c[4], 'start_time', c[5], 'duration', units,
-    'billed_seconds', c[6], 'charge', amount, 'currency', s[6], 'termination_cause', 'event',
-    'end_time', etime, 'node', s[7]})
+  emit_cdr(stream, seq, shard, sess, units, redis.call('HGET', sess, 'billed'), amount, 'event', etime)
 end
 local out = outcome('granted', units, 0, amount, 0, bal, 0)
 redis.call('HSET', sess, 'closed', '1', 'rq', req, 'o:' .. req, out)

@@ -37,18 +37,9 @@ else
 end
 
 local bal = redis.call('HINCRBY', acct, 'bal', 0 - amount)
-local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node')
-emit(stream, seq, shard, '', {'t', 'u', 'account_id', s[1], 'session_id', s[2], 'rating_group', s[3],
-  'request_number', req, 'kind', 'orphan', 'protocol', s[4], 'service', s[5], 'units', units_now,
-  'used_total', used, 'amount', amount, 'charged_total', chg, 'balance_after', bal,
-  'currency', s[6], 'event_time', etime, 'node', s[7]})
+emit_usage(stream, seq, shard, sess, req, 'orphan', units_now, used, amount, chg, bal, etime)
 if not exists and want_cdr == '1' then
-  local c = redis.call('HMGET', sess, 'calling', 'dest', 'prefix', 'dname', 't0')
-  emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], {'t', 'c', 'session_id', s[2],
-    'rating_group', s[3], 'account', s[1], 'protocol', s[4], 'service', s[5], 'calling', c[1],
-    'called', c[2], 'prefix', c[3], 'destination', c[4], 'start_time', c[5], 'duration', used,
-    'billed_seconds', billed, 'charge', chg, 'currency', s[6], 'termination_cause', cause,
-    'end_time', etime, 'node', s[7]})
+  emit_cdr(stream, seq, shard, sess, used, billed, chg, cause, etime)
 end
 local out = outcome('unknown_session', 0, 0, amount, 0, bal, 0)
 redis.call('HSET', sess, 'used', used, 'chg', chg, 'billed', billed, 'rq', req, 'o:' .. req, out)

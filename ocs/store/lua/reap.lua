@@ -25,13 +25,8 @@ if exp_ms > now then
 end
 local hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
 redis.call('HINCRBY', acct, 'rsv', 0 - hold)
-local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node',
-  'calling', 'dest', 'prefix', 'dname', 't0', 'used', 'billed', 'chg')
-emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], {'t', 'c', 'session_id', s[2],
-  'rating_group', s[3], 'account', s[1], 'protocol', s[4], 'service', s[5], 'calling', s[8],
-  'called', s[9], 'prefix', s[10], 'destination', s[11], 'start_time', s[12], 'duration', s[13],
-  'billed_seconds', s[14], 'charge', s[15], 'currency', s[6], 'termination_cause', 'expired',
-  'end_time', iso, 'node', s[7]})
+local so_far = redis.call('HMGET', sess, 'used', 'billed', 'chg')
+emit_cdr(stream, seq, shard, sess, so_far[1], so_far[2], so_far[3], 'expired', iso)
 redis.call('HSET', sess, 'hold', 0, 'hunits', 0, 'closed', '1')
 redis.call('ZREM', expiry, member)
 redis.call('EXPIRE', sess, ttl)
