@@ -51,7 +51,7 @@ class Charging:
         self.cfg = cfg
         self.metrics = metrics
         self.keys = Keys(cfg.redis.key_prefix, cfg.charging.shards)
-        self.rp = AutoPipeline(redis)
+        self.rp = AutoPipeline(redis, raw=True)
         if tariffs is None:
             if pool is None:
                 raise ValueError("a PostgreSQL pool or a tariff source is needed")

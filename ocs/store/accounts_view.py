@@ -50,18 +50,20 @@ class AccountView:
         if norm and norm != subscriber:
             candidates.append(norm)
         # one round trip: every alias candidate and the value as an account id, pipelined together
-        owners = [self.rp.call("GET", self.keys.alias(v)) for v in candidates]
-        results = await asyncio.gather(*owners, self.get(subscriber))
-        direct: Account | None = results[-1]
+        owners = [self.rp.submit("GET", self.keys.alias(v)) for v in candidates]
+        results = await asyncio.gather(*owners, self.rp.submit("HMGET", self.keys.account(subscriber), *_FIELDS))
         for owner in results[:-1]:
             if owner:
                 found = await self.get(text(owner))
                 if found is not None:
                     return found
-        return direct
+        return self._account(subscriber, results[-1])
 
     async def get(self, account_id: str) -> Account | None:
-        raw = await self.rp.call("HMGET", self.keys.account(account_id), *_FIELDS)
+        return self._account(account_id, await self.rp.call("HMGET", self.keys.account(account_id), *_FIELDS))
+
+    @staticmethod
+    def _account(account_id: str, raw: list[bytes | None]) -> Account | None:
         vals = [text(v) for v in raw]
         if not vals[0]:
             return None

@@ -1,12 +1,21 @@
 """Auto-pipelining: every Redis command issued in one event-loop tick goes out as one pipeline.
 
-Why: redis-py costs ~85 µs of client CPU per awaited call but ~25 µs per call
-inside a pipeline (design.md, "Library facts").  Concurrent requests each
-``await pipe.call(...)``; the first call of a tick schedules a flush with
-``call_soon``, so everything issued before the loop gets back to I/O shares one
-round trip.  Errors are per command; a connection failure fails the whole batch
-with :class:`ocs.model.StoreUnavailable`.  NOSCRIPT (a restarted or failed-over
+Why: per-command client overhead, not Redis, limits a Python OCS (design.md,
+"Library facts").  Concurrent requests each ``await pipe.call(...)``; the first
+call of a tick schedules a flush with ``call_soon``, so everything issued
+before the loop gets back to I/O shares one round trip.  Errors are per
+command; a connection failure fails the whole batch with
+:class:`ocs.model.StoreUnavailable`.  NOSCRIPT (a restarted or failed-over
 Redis forgot the scripts) reloads every registered script and retries once.
+
+Two ways to the server, chosen once from the client handed in:
+
+- raw (:mod:`ocs.store.resp`): our own pipelined RESP connection, a few µs per
+  command; replies are raw (``HGETALL`` a flat list).  The charging core uses
+  it for a plain TCP or Unix-socket Redis.
+- redis-py's pipeline (~25 µs per command, with redis-py's reply parsing): for
+  Redis Cluster, TLS, and the background jobs (flusher, reaper) that want
+  redis-py's parsed stream replies and are not on the request path.
 """
 
 from __future__ import annotations
@@ -16,24 +25,33 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ocs.model import StoreUnavailable
+from ocs.store.resp import RespConnection, endpoint_of
 from ocs.store.scripts import Script
 
 MAX_BATCH = 512
+Batch = list[tuple[tuple[Any, ...], "asyncio.Future[Any]"]]
 
 
 class AutoPipeline:
     """Batches commands issued in the same loop tick into one pipeline round trip."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, raw: bool = False) -> None:
         self.redis = redis
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        endpoint = endpoint_of(redis) if raw else None
+        self._conn = RespConnection(endpoint, self._settle_one) if endpoint is not None else None
+        self._pending: Batch = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._scripts: dict[str, Script] = {}
+
+    @property
+    def is_raw(self) -> bool:
+        """Replies come unparsed (flat ``HGETALL``, list ``SMEMBERS``)."""
+        return self._conn is not None
 
     def register(self, *scripts: Script) -> None:
         for s in scripts:
@@ -46,29 +64,50 @@ class AutoPipeline:
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def call(self, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
+    def submit(self, *args: Any) -> asyncio.Future[Any]:
+        """Queue one command for this tick's pipeline; the future holds its reply.
+
+        A future, not a coroutine: gathering several of them creates no tasks.
+        """
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((args, fut))
         if len(self._pending) >= MAX_BATCH:
             self._flush()
         elif not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush)
-        return await fut
+            fut.get_loop().call_soon(self._flush)
+        return fut
 
-    async def script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+    async def call(self, *args: Any) -> Any:
+        return await self.submit(*args)
+
+    def script(self, script: Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        return self.submit("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def _flush(self) -> None:
         self._scheduled = False
         batch, self._pending = self._pending, []
-        if batch:
-            task = asyncio.ensure_future(self._run(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if not batch:
+            return
+        if self._conn is not None and self._conn.connected:
+            self._conn.send(batch)  # the common case: no task, replies settle the callers' futures
+            return
+        run = self._connect_and_send if self._conn is not None else self._run_redispy
+        task = asyncio.ensure_future(run(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+    async def _connect_and_send(self, batch: Batch) -> None:
+        assert self._conn is not None
+        try:
+            await self._conn.connect()
+            self._conn.send(batch)
+        except StoreUnavailable as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+
+    async def _run_redispy(self, batch: Batch) -> None:
         try:
             pipe = self.redis.pipeline(transaction=False)
             for args, _ in batch:
@@ -84,17 +123,25 @@ class AutoPipeline:
                 if not fut.done():
                     fut.set_exception(exc)
             raise
+        self._settle(batch, results)
+
+    def _settle(self, batch: Batch, results: list[Any]) -> None:
         for (args, fut), res in zip(batch, results, strict=True):
-            if fut.done():
-                continue
-            if isinstance(res, NoScriptError):
-                await self._retry_noscript(args, fut)
-            elif isinstance(res, (RedisConnectionError, RedisTimeoutError)):
-                fut.set_exception(StoreUnavailable(f"redis: {res}"))
-            elif isinstance(res, (RedisError, Exception)):
-                fut.set_exception(res)
-            else:
-                fut.set_result(res)
+            self._settle_one(args, fut, res)
+
+    def _settle_one(self, args: tuple[Any, ...], fut: asyncio.Future[Any], res: Any) -> None:
+        if fut.done():
+            return
+        if isinstance(res, NoScriptError):
+            task = asyncio.ensure_future(self._retry_noscript(args, fut))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif isinstance(res, (RedisConnectionError, RedisTimeoutError)):
+            fut.set_exception(StoreUnavailable(f"redis: {res}"))
+        elif isinstance(res, BaseException):
+            fut.set_exception(res)
+        else:
+            fut.set_result(res)
 
     async def _retry_noscript(self, args: tuple[Any, ...], fut: asyncio.Future[Any]) -> None:
         try:
@@ -106,6 +153,8 @@ class AutoPipeline:
             fut.set_exception(exc)
 
     async def drain(self) -> None:
-        """Wait for batches in flight (shutdown)."""
+        """Wait for batches in flight (shutdown), then close our own connection."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._conn is not None:
+            self._conn.close()
