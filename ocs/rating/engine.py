@@ -239,10 +239,14 @@ class CompiledTariff:
                                                              PER_UNITS[sel.service])
         return Rating(sel, units, b, charge, blocks)
 
-    def grant_plan(self, sel: Selection, used_units: int, cap_units: int) -> GrantPlan:
-        """The plan for a grant of at most ``cap_units`` (at least one block) after ``used_units``."""
+    def grant_plan(self, sel: Selection, used_units: int, cap_units: int, done: Rating | None = None) -> GrantPlan:
+        """The plan for a grant of at most ``cap_units`` (at least one block) after ``used_units``.
+
+        ``done``: the caller's ``rate(sel, used_units)``, when it has it already (a debit does).
+        """
         first, nxt = sel.row.first_increment, sel.row.next_increment
-        done = self.rate(sel, used_units)
+        if done is None or done.units != used_units or done.selection is not sel:
+            done = self.rate(sel, used_units)
         pos = done.billed_units
         if pos == 0:
             max_blocks = 1 if cap_units < first else 1 + (cap_units - first) // nxt

@@ -9,7 +9,7 @@ closed``) plus ``o:<request number>`` stored outcomes.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from ocs.config import Config
@@ -23,6 +23,7 @@ from ocs.store.scripts import Script
 from ocs.store.tariff_cache import TariffCache, TariffNotFound
 
 SEP = "\x1f"  # expiry/origin member separator: never in a session id or account id
+CACHE_LIMIT = 200_000  # entries per node-local cache (cleared whole when full: a miss only costs a read)
 
 
 def plan_arg(plan: GrantPlan) -> str:
@@ -52,6 +53,7 @@ class SessionState:
     sid: str
     rg: int
     f: dict[str, str]
+    sel: Selection | None = field(default=None, compare=False)  # rule 1 at the start, once computed
 
     @property
     def closed(self) -> bool:
@@ -101,6 +103,10 @@ class SessionStore:
         self.bind_s, self.event_s = Script("bind"), Script("event")
         rp.register(self.reserve_s, self.debit_s, self.orphan_s, self.bind_s, self.event_s, Script("reap"))
         self._owner: dict[str, str] = {}  # session id -> account, saves the sidx read on this node
+        # Last state this node wrote for a session: saves the session read before a debit.  Safe when
+        # stale (another node moved the session, the reaper closed it): the script's CAS on ``used``
+        # answers CONFLICT/NOSESSION, and the caller re-reads from Redis (``forget``).
+        self._states: dict[tuple[str, str, int], SessionState] = {}
         c = cfg.charging
         self.validity = c.validity_seconds
         self.ttl = max(3600, c.validity_seconds + c.grace_seconds)
@@ -111,9 +117,18 @@ class SessionStore:
         return shard_of(account, self.keys.shards)
 
     def _remember(self, sid: str, account: str) -> None:
-        if len(self._owner) >= 200_000:
+        if len(self._owner) >= CACHE_LIMIT:
             self._owner.clear()
         self._owner[sid] = account
+
+    def _keep(self, st: SessionState) -> None:
+        if len(self._states) >= CACHE_LIMIT:
+            self._states.clear()
+        self._states[(st.account, st.sid, st.rg)] = st
+
+    def forget(self, account: str, sid: str, rg: int) -> None:
+        """Drop the cached state (the script said it is stale); the next ``find`` reads Redis."""
+        self._states.pop((account, sid, rg), None)
 
     def _member(self, account: str, sid: str, rg: int) -> str:
         return f"{account}{SEP}{sid}{SEP}{rg}"
@@ -124,14 +139,13 @@ class SessionStore:
         return ms(now + timedelta(seconds=hold or self.validity + self.cfg.charging.grace_seconds))
 
     def _context(self, req: ChargeRequest, acct: Account, sel: Selection, start: datetime,
-                 **extra: str) -> str:
-        ctx = {
+                 **extra: str) -> dict[str, str]:
+        return {
             "acct": acct.id, "sid": req.session, "rg": str(req.rating_group), "proto": req.protocol,
             "svc": req.service.value, "cur": acct.currency, "node": self.cfg.node.name,
             "origin": req.origin, "calling": req.calling, "dest": sel.number, "prefix": sel.prefix,
             "dname": sel.destination, "t0": iso(start), "tariff": sel.tariff, "tver": str(sel.version), **extra,
         }
-        return pack_context(ctx)
 
     # -- open ------------------------------------------------------------------------------
 
@@ -143,15 +157,17 @@ class SessionStore:
         now = datetime.now(UTC)
         keys = [self.keys.account(acct.id), self.keys.session(acct.id, req.session, req.rating_group),
                 self.keys.expiry(sh)]
+        ctx = self._context(req, acct, sel, sel.start)
         args = [ms(now), req.request_number, self._expiry_ms(req), self.validity, member,
-                self._context(req, acct, sel, sel.start), plan_arg(plan)]
+                pack_context(ctx), plan_arg(plan)]
         code, out = await self.rp.script(self.reserve_s, keys, args)
         code = text(code)
         if code == "OK":
             self._remember(req.session, acct.id)
+            self._keep(SessionState(acct.id, req.session, req.rating_group, {**ctx, "used": "0", "chg": "0"}, sel))
             await asyncio.gather(
-                self.rp.call("SET", self.keys.session_index(req.session), acct.id, "EX", 86400),
-                *([self.rp.call("SADD", self.keys.origin(req.origin), member)] if req.origin else []),
+                self.rp.submit("SET", self.keys.session_index(req.session), acct.id, "EX", 86400),
+                *([self.rp.submit("SADD", self.keys.origin(req.origin), member)] if req.origin else []),
             )
         return self._result(code, out, acct.id, acct.currency, {
             "EXISTS": Outcome(Status.INVALID, reason="session already open", account=acct.id),
@@ -176,7 +192,12 @@ class SessionStore:
         return SessionState(account, sid, rg, fields(raw)) if raw else None
 
     async def find(self, req: ChargeRequest, accounts: AccountView) -> SessionState | None:
-        account = self._owner.get(req.session) or text(
+        account = self._owner.get(req.session)
+        if account:
+            cached = self._states.get((account, req.session, req.rating_group))
+            if cached is not None:
+                return cached
+        account = account or text(
             await self.rp.call("GET", self.keys.session_index(req.session)))
         if account:
             state = await self.load(account, req.session, req.rating_group)
@@ -198,12 +219,13 @@ class SessionStore:
     async def debit(self, req: ChargeRequest, st: SessionState, tariff: CompiledTariff, cap: int, *,
                     terminate: bool) -> Outcome | None:
         """One debit(-and-rereserve) call; None = CONFLICT/NOSESSION, the caller re-reads."""
-        sel = tariff.select(st.f["dest"], st.start, st.service)
+        sel = st.sel if st.sel is not None and st.sel.version == tariff.tariff.version else \
+            tariff.select(st.f["dest"], st.start, st.service)
         if sel is None:  # the version a session started on cannot lose its row; defensive
             return Outcome(Status.ERROR, reason="session no longer rateable")
         used = self._new_used(req, st.used)
         rating = tariff.rate(sel, used)
-        plan = "" if terminate else plan_arg(tariff.grant_plan(sel, used, cap))
+        plan = "" if terminate else plan_arg(tariff.grant_plan(sel, used, cap, done=rating))
         sh = self._shard(st.account)
         keys = [self.keys.account(st.account), self.keys.session(st.account, st.sid, st.rg),
                 self.keys.expiry(sh), self.keys.usage(sh), self.keys.seq(sh)]
@@ -215,10 +237,16 @@ class SessionStore:
         code, out = await self.rp.script(self.debit_s, keys, args)
         code = text(code)
         if code in ("CONFLICT", "NOSESSION"):
+            self.forget(st.account, st.sid, st.rg)
             return None
-        if terminate and code == "OK" and st.f.get("origin"):
-            await self.rp.call("SREM", self.keys.origin(st.f["origin"]),
-                               self._member(st.account, st.sid, st.rg))
+        if terminate:
+            self.forget(st.account, st.sid, st.rg)
+            if code == "OK" and st.f.get("origin"):
+                await self.rp.call("SREM", self.keys.origin(st.f["origin"]),
+                                   self._member(st.account, st.sid, st.rg))
+        elif code == "OK":
+            self._keep(SessionState(st.account, st.sid, st.rg, {**st.f, "used": str(used), "chg": str(rating.charge)},
+                                    sel))
         return self._result(code, out, st.account, st.f.get("cur", ""), {})
 
     async def orphan(self, req: ChargeRequest, st: SessionState | None, accounts: AccountView,
@@ -247,7 +275,7 @@ class SessionStore:
             if sel is None:
                 return Outcome(Status.UNKNOWN_SESSION, account=acct.id, reason="destination not rated")
             account, expect, used0, chg0, currency = acct.id, "", 0, 0, acct.currency
-            ctx = self._context(req, acct, sel, start)
+            ctx = pack_context(self._context(req, acct, sel, start))
         if sel is None:
             return Outcome(Status.UNKNOWN_SESSION, account=account, reason="not rateable")
         used = self._new_used(req, used0)
@@ -274,7 +302,7 @@ class SessionStore:
         keys = [self.keys.account(acct.id), self.keys.session(acct.id, req.session, req.rating_group),
                 self.keys.usage(sh), self.keys.seq(sh)]
         now = req.event_time or datetime.now(UTC)
-        ctx = self._context(req, acct, sel, now, billed=str(rating.billed_units))
+        ctx = pack_context(self._context(req, acct, sel, now, billed=str(rating.billed_units)))
         amount = -rating.charge if refund else rating.charge
         args = [ms(datetime.now(UTC)), req.request_number, f"s{sh:02d}", amount, units, iso(now),
                 self.ttl, "refund" if refund else "event", "0" if refund else "1", ctx]
@@ -297,9 +325,9 @@ class SessionStore:
             return False
         origin = text(await self.rp.call("HGET", keys[1], "origin"))
         await asyncio.gather(
-            self.rp.call("SET", self.keys.session_index(new), acct.id, "EX", 86400),
-            *([self.rp.call("SREM", self.keys.origin(origin), self._member(acct.id, old, 0)),
-               self.rp.call("SADD", self.keys.origin(origin), self._member(acct.id, new, 0))]
+            self.rp.submit("SET", self.keys.session_index(new), acct.id, "EX", 86400),
+            *([self.rp.submit("SREM", self.keys.origin(origin), self._member(acct.id, old, 0)),
+               self.rp.submit("SADD", self.keys.origin(origin), self._member(acct.id, new, 0))]
               if origin else []),
         )
         return True
