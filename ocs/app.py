@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from ocs import __version__, config, sdnotify
 from ocs.log import configure as configure_logging
+from ocs.log import flush as flush_logs
 from ocs.metrics import Metrics
 from ocs.store import migrate
 
@@ -248,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:  # pragma: no cover
         return 0
+    finally:
+        flush_logs()
 
 
 if __name__ == "__main__":  # pragma: no cover

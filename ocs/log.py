@@ -4,23 +4,39 @@ Every charging event is logged with the session id and account bound
 (``ocs.charging``, front ends); a processor replaces the value of any key that
 looks like a secret (passwords, RADIUS secrets, CHAP data, authenticators) so a
 secret never reaches a log line, whatever the caller passed.
+
+One line per charging event is on the hot path (it was ~20 % of the CPU of a
+CCR), so: loggers are cached on first use, secret-key checks are memoised,
+JSON is rendered by orjson, and inside the event loop the lines of one loop
+tick are written to stderr with one ``write`` (outside a loop, at once).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import IO, Any
 
+import orjson
 import structlog
 
 _SECRET_MARKERS = ("password", "secret", "chap", "authenticator", "pw")
 
 
+_secret_keys: dict[str, bool] = {}
+_writer: LineWriter | None = None
+
+
 def _is_secret(key: str) -> bool:
-    k = key.lower()
-    return k == "pw" or any(m in k for m in _SECRET_MARKERS if m != "pw")
+    hit = _secret_keys.get(key)
+    if hit is None:
+        k = key.lower()
+        hit = k == "pw" or any(m in k for m in _SECRET_MARKERS if m != "pw")
+        if len(_secret_keys) < 4096:  # keys are code-chosen names; the bound only guards odd callers
+            _secret_keys[key] = hit
+    return hit
 
 
 def _scrub(value: Any) -> Any:
@@ -33,9 +49,49 @@ def _scrub(value: Any) -> Any:
 
 def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace secret-looking keys, also inside nested dicts and lists."""
-    for key in list(event):
-        event[key] = "***" if _is_secret(key) else _scrub(event[key])
+    for key, value in list(event.items()):
+        if _is_secret(key):
+            event[key] = "***"
+        elif isinstance(value, (dict, list, tuple)):
+            event[key] = _scrub(value)
     return event
+
+
+def _render_json(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> str:
+    return orjson.dumps(event, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def flush() -> None:
+    """Write out lines still waiting for the end of a loop tick (process exit)."""
+    if _writer is not None:
+        _writer.flush()
+
+
+class LineWriter:
+    """A structlog logger writing one line per event; inside a running loop, one write per tick."""
+
+    def __init__(self, file: IO[str]) -> None:
+        self.file = file
+        self._lines: list[str] = []
+
+    def msg(self, message: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.file.write(message + "\n")
+            self.file.flush()
+            return
+        if not self._lines:
+            loop.call_soon(self.flush)
+        self._lines.append(message)
+
+    def flush(self) -> None:
+        lines, self._lines = self._lines, []
+        if lines:
+            self.file.write("\n".join(lines) + "\n")
+            self.file.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = failure = err = msg
 
 
 def charging_event(logger: Any, *, session: str, account: str, peer: str, outcome: str, **kw: Any) -> None:
@@ -45,8 +101,9 @@ def charging_event(logger: Any, *, session: str, account: str, peer: str, outcom
 
 def configure(level: str = "info", fmt: str = "json") -> None:
     lvl = getattr(logging, level.upper(), logging.INFO)
-    renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
-                     else structlog.dev.ConsoleRenderer(colors=False))
+    renderer: Any = _render_json if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    global _writer  # noqa: PLW0603 - one process-wide writer, flushed at exit by flush()
+    _writer = writer = LineWriter(sys.stderr)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -57,6 +114,6 @@ def configure(level: str = "info", fmt: str = "json") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
+        logger_factory=lambda *_args: writer,
+        cache_logger_on_first_use=True,
     )

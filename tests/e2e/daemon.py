@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PG_ADMIN_DSN = os.environ.get("OCS_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+READY = re.compile(r'"event":\s*"ready"')
 REDIS_URL = os.environ.get("OCS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -142,7 +144,7 @@ format = "json"
         return res
 
     def start(self, timeout: float = 30.0) -> None:
-        seen = self.log_path.read_text().count('"event": "ready"') if self.log_path.exists() else 0
+        seen = self.ready_lines() if self.log_path.exists() else 0
         with self.log_path.open("ab") as logf:
             self.proc = subprocess.Popen(
                 [str(BIN / "ocsd"), "--config", str(self.config_path)],
@@ -152,10 +154,13 @@ format = "json"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"ocsd exited {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
-            if self.log_path.read_text().count('"event": "ready"') > seen:
+            if self.ready_lines() > seen:
                 return
             time.sleep(0.05)
         raise AssertionError(f"ocsd not ready in {timeout}s:\n{self.log_path.read_text()[-4000:]}")
+
+    def ready_lines(self) -> int:
+        return len(READY.findall(self.log_path.read_text()))
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM and wait; returns the exit code (spec: 0 within 10 s)."""
