@@ -26,6 +26,8 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self.port = free_port()
         self._up = True
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
@@ -62,6 +64,7 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                self._flowing.wait()  # frozen: hold the bytes, keep the connection open
                 dst.sendall(data)
         except OSError:
             pass
@@ -86,8 +89,16 @@ class TcpProxy:
     def restore(self) -> None:
         self._up = True
 
+    def freeze(self) -> None:
+        """Keep every connection open but forward nothing (a hung peer, not a dead one)."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     def close(self) -> None:
         self._stop = True
+        self._flowing.set()
         self.cut()
         self._listener.close()
         self._thread.join(timeout=2)

@@ -177,3 +177,35 @@ async def test_authorize_moves_no_money(core: Charging, redis_client: aioredis.R
     out = await core.authorize(voice("s", 0, at=T0))
     assert out.status is Status.GRANTED and out.price == 320_000
     assert await account_state(redis_client, core.keys, "alice") == (10_000_000, 0)
+
+
+async def test_two_nodes_on_one_session_charge_cumulatively(core: Charging, redis_client: aioredis.Redis) -> None:
+    """Each node caches the session state it last wrote; a stale cache must re-read, never misprice.
+
+    Updates of one session alternate between two cores on the same Redis (a Diameter client failing
+    over between daemons), some concurrently; the total debited equals the one-shot price.
+    """
+    other = Charging(core.cfg, redis_client, None, core.metrics, tariffs=core.tariffs.source)
+    await other.start()
+    try:
+        await provision(redis_client, core.keys, "a", 10_000_000)
+        await provision(redis_client, core.keys, "b", 10_000_000)
+        assert (await core.initiate(voice("x", 0, sub="a"))).ok
+        used = [7, 13, 1, 40, 22, 9, 31, 5]
+        for n, u in enumerate(used[:4], start=1):
+            node = core if n % 2 else other
+            assert (await node.update(voice("x", n, sub="a", used=u))).ok
+        # both nodes at once, each a different request number: one wins the CAS, the other retries
+        outs = await asyncio.gather(*(node.update(voice("x", n, sub="a", used=u))
+                                      for n, (node, u) in enumerate(zip([core, other] * 2, used[4:], strict=True),
+                                                                    start=5)))
+        assert all(o.ok for o in outs)
+        assert (await other.terminate(voice("x", 20, sub="a", used=3))).ok
+        assert (await core.terminate(voice("x", 20, sub="a", used=3))).duplicate  # the same stop via the other
+        await core.initiate(voice("y", 0, sub="b"))
+        await core.terminate(voice("y", 1, sub="b", used=sum(used) + 3))
+        bal_a, rsv_a = await account_state(redis_client, core.keys, "a")
+        bal_b, _ = await account_state(redis_client, core.keys, "b")
+        assert bal_a == bal_b and rsv_a == 0
+    finally:
+        await other.close()
