@@ -1,85 +1,415 @@
-"""RADIUS load against a real ocsd (real holds): Access-Request/s and Accounting-Request/s.
+"""RADIUS load against a real ocsd (real holds) and, as a reference, stock FreeRADIUS.
 
-Pre-encoded packets (pyrad), several UDP sockets each keeping up to 64 requests outstanding.
+Rows: "radius Access-Request" and "radius Accounting-Request (Start/Interim/Stop)" against ocsd,
+"freeradius reference Access-Request" and "freeradius reference Accounting-Request" against a
+FreeRADIUS 3 started from a minimal private config (users file + pap, accounting just answers),
+with the same load generator and the same packets (built by the same functions; FreeRADIUS gets
+REFERENCE_SCALE times as many calls so that its much shorter phases can still be timed).
+
+Load: N calls.  Phase 1 sends one Access-Request per call (distinct Called-Station-Id, so each
+makes its own hold under NAS|User-Name|Called-Station-Id); phase 2 plays each call's accounting
+as a NAS would: Start (binds the hold to the Acct-Session-Id), Interims with growing
+Acct-Session-Time, Stop.  A call's packets go out one after another, each once the previous one
+is answered.  One whole call is played packet by packet first (warm-up, not timed).
+
+The generator is cheap per packet so that it is not the limit: packets are encoded (pyrad)
+before the clock starts; each UDP socket has a fixed window of slots, slot i always using
+RADIUS identifier i and sending its queue of packets strictly in turn; replies are matched by
+identifier and checked with the Response Authenticator in ``datagram_received``, which sends
+the slot's next packet straight away (no task, future or timer per packet).  One periodic timer
+resends requests unanswered after TIMEOUT and gives them up (counted as lost) after RETRIES
+resends; an overall deadline bounds each phase.  Throughput is answers / time to the last answer.
+
+Columns besides the common ones:
+
+- ``sent`` requests in the plan; ``lost`` given up, or outstanding at the deadline; ``unsent``
+  never sent before the deadline; ``resent`` retransmissions; ``stray`` replies matching no
+  outstanding request (late, or a bad authenticator); ``rejected`` answers other than
+  Access-Accept and Accounting-Response;
+- ``udp_rcvbuf_errors`` datagrams the kernel dropped for a full socket buffer (host-wide);
+- ``max_gap_ms`` the longest time without any answer at all: a server stall shows here;
+- ``server_cpu_us_per_req`` ocsd's (or radiusd's) CPU per answered request;
+- ``gen_cpu_us_per_req`` this process's CPU per answered request (close to 1e6 / throughput
+  would mean the generator is the limit);
+- ``redis_cpu_us_per_req`` the Redis server's CPU (ocsd rows; that Redis is shared, so this
+  includes whatever else uses it);
+- ``ocsd_drops``, ``ocsd_results``, ``ocsd_duplicates``: deltas over the phase of ocsd's
+  ocs_dropped_packets_total (by reason), ocs_requests_total (by type/result) and
+  ocs_duplicate_requests_total, read from its /metrics.
+
 Targets on a 2-core machine: >= 4,000 Access-Request/s and >= 5,000 Accounting-Request/s.
+Run alone with ``python -m bench.radius [--quick] [--sockets N] [--window N] [--server ...]``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from bench.common import format_table, proc_cpu_seconds, row
-from tests.e2e.daemon import Daemon, provision_demo
-from tests.e2e.radius_client import access, acct
+from bench.common import cpu_seconds, format_table, proc_cpu_seconds, row
+from tests.e2e.daemon import REDIS_URL, Daemon, free_port, provision_demo
+from tests.e2e.radius_client import SECRET, access, acct, exchange
 
-WINDOW = 64
 SOCKETS = 4
+WINDOW = 64  # slots (= identifiers) per socket: SOCKETS * WINDOW requests in flight
+TIMEOUT = 1.0  # seconds before an unanswered request is resent
+RETRIES = 2  # resends before a request is given up as lost
+TICK = 0.05  # period of the one timer that looks for overdue requests
+INTERIMS = 2  # Interim-Updates per call, every 30 s of session time
+ACCESS_ACCEPT, ACCOUNTING_RESPONSE = 2, 5
+
+NAMES = {
+    "ocsd": ("radius Access-Request", "radius Accounting-Request (Start/Interim/Stop)"),
+    "freeradius": ("freeradius reference Access-Request", "freeradius reference Accounting-Request"),
+}
 
 
-class Client(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.waiting: dict[int, tuple[float, asyncio.Future[None]]] = {}
-        self.lat: list[float] = []
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        hit = self.waiting.pop(data[1], None)
-        if hit is not None:
-            self.lat.append(time.perf_counter() - hit[0])
-            hit[1].set_result(None)
+# -- the load generator ------------------------------------------------------------------------
 
 
-async def _blast(port: int, packets: list[bytes]) -> tuple[int, float, list[float]]:
+@dataclass
+class Result:
+    """What one phase saw, summed over its sockets."""
+
+    sent: int = 0
+    answered: int = 0
+    lost: int = 0
+    unsent: int = 0
+    resent: int = 0
+    stray: int = 0
+    codes: list[int] = field(default_factory=lambda: [0] * 256)
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+    gen_cpu: float = 0.0
+    gap: list[float] = field(default_factory=lambda: [0.0, 0.0])  # [last answer on any socket, longest silence]
+
+
+class _Socket(asyncio.DatagramProtocol):
+    """One connected UDP socket; slot i (RADIUS identifier i) sends queues[i] one packet at a time."""
+
+    def __init__(self, queues: list[list[bytes]], secret: bytes, res: Result, on_idle: Callable[[], None]) -> None:
+        assert len(queues) <= 256
+        self.queues = queues
+        self.secret = secret
+        self.res = res
+        self.lat = res.latencies
+        self.codes = res.codes
+        self.gap = res.gap
+        self.on_idle = on_idle
+        n = len(queues)
+        self.nxt = [0] * n  # index of the slot's next packet
+        self.cur: list[bytes | None] = [None] * n  # the slot's outstanding request
+        self.first = [0.0] * n  # when it was first sent (latency is measured from here)
+        self.last = [0.0] * n  # when it was last sent (the timeout is measured from here)
+        self.tries = [0] * n
+        self.busy = n  # slots with work left
+        self.last_rx = 0.0
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # a full window of replies must fit in the receive buffer
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP port unreachable and the like
+        pass
+
+    def start(self, now: float) -> None:
+        for i in range(len(self.queues)):
+            self._next(i, now)
+
+    def _next(self, i: int, now: float) -> None:
+        q, k = self.queues[i], self.nxt[i]
+        if k >= len(q):
+            self.cur[i] = None
+            self.busy -= 1
+            if not self.busy:
+                self.on_idle()
+            return
+        raw = q[k]
+        self.nxt[i] = k + 1
+        self.cur[i] = raw
+        self.first[i] = self.last[i] = now
+        self.tries[i] = 0
+        self.transport.sendto(raw)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        now = time.perf_counter()
+        i = data[1] if len(data) >= 20 else 256
+        raw = self.cur[i] if i < len(self.cur) else None
+        # Response Authenticator = MD5(Code+ID+Length+Request Authenticator+Attributes+Secret)
+        if raw is None or hashlib.md5(data[:4] + raw[4:20] + data[20:] + self.secret).digest() != data[4:20]:
+            self.res.stray += 1  # a late reply to a request given up, or garbage
+            return
+        self.lat.append(now - self.first[i])
+        self.codes[data[0]] += 1
+        self.last_rx = now
+        gap = self.gap
+        gap[1] = max(gap[1], now - gap[0])
+        gap[0] = now
+        self._next(i, now)
+
+    def sweep(self, now: float) -> None:
+        """Resend overdue requests; give up (lost) after RETRIES resends."""
+        for i, raw in enumerate(self.cur):
+            if raw is not None and now - self.last[i] >= TIMEOUT:
+                if self.tries[i] < RETRIES:
+                    self.tries[i] += 1
+                    self.last[i] = now
+                    self.res.resent += 1
+                    self.transport.sendto(raw)  # same bytes: the server sees a retransmission
+                else:
+                    self.res.lost += 1
+                    self._next(i, now)
+
+    def abandon(self) -> None:
+        """At the deadline: outstanding requests are lost, queued ones unsent."""
+        for i, raw in enumerate(self.cur):
+            if raw is not None:
+                self.res.lost += 1
+                self.cur[i] = None
+            self.res.unsent += len(self.queues[i]) - self.nxt[i]
+            self.nxt[i] = len(self.queues[i])
+
+
+async def blast(port: int, plan: list[list[list[bytes]]], deadline_s: float, secret: bytes = SECRET) -> Result:
+    """Play plan[socket][slot] = packets (identifier = slot) against 127.0.0.1:port."""
     loop = asyncio.get_running_loop()
-    clients = []
-    for _ in range(SOCKETS):
-        tr, pr = await loop.create_datagram_endpoint(Client, remote_addr=("127.0.0.1", port))
-        clients.append((tr, pr))
-    chunks = [packets[i::SOCKETS] for i in range(SOCKETS)]
+    res = Result(sent=sum(len(q) for queues in plan for q in queues))
+    done = loop.create_future()
+    idle = [0]
 
-    async def drive(tr: Any, pr: Client, pkts: list[bytes]) -> None:
-        sem = asyncio.Semaphore(WINDOW)
+    def on_idle() -> None:
+        idle[0] += 1
+        if idle[0] == len(plan) and not done.done():
+            done.set_result(None)
 
-        async def one(raw: bytes) -> None:
-            async with sem:
-                fut: asyncio.Future[None] = loop.create_future()
-                pr.waiting[raw[1]] = (time.perf_counter(), fut)
-                tr.sendto(raw)
-                try:
-                    await asyncio.wait_for(fut, 3)
-                except TimeoutError:
-                    pr.waiting.pop(raw[1], None)
-
-        for i in range(0, len(pkts), 256):  # identifiers are unique within a window of 256
-            await asyncio.gather(*(one(p) for p in pkts[i:i + 256]))
-
+    socks: list[_Socket] = []
+    for queues in plan:
+        _tr, s = await loop.create_datagram_endpoint(lambda q=queues: _Socket(q, secret, res, on_idle),  # type: ignore[misc]
+                                                     remote_addr=("127.0.0.1", port))
+        socks.append(s)
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
-    await asyncio.gather(*(drive(tr, pr, ch) for (tr, pr), ch in zip(clients, chunks, strict=True)))
-    elapsed = time.perf_counter() - t0
-    lat = [x for _, pr in clients for x in pr.lat]
-    for tr, _ in clients:
-        tr.close()
-    return len(lat), elapsed, lat
+    end = t0 + deadline_s
+
+    def tick() -> None:
+        if done.done():
+            return
+        now = time.perf_counter()
+        if now >= end:
+            for s in socks:
+                s.abandon()
+            done.set_result(None)
+            return
+        for s in socks:
+            s.sweep(now)
+        loop.call_later(TICK, tick)
+
+    res.gap[0] = t0
+    for s in socks:
+        s.start(t0)
+    loop.call_later(TICK, tick)
+    await done
+    res.gen_cpu = cpu_seconds() - cpu0
+    res.answered = len(res.latencies)
+    last = max(s.last_rx for s in socks)
+    res.elapsed = (last if last > 0 else time.perf_counter()) - t0
+    for s in socks:
+        s.transport.close()
+    return res
 
 
-def _packets(n: int, kind: str) -> list[bytes]:
+def _run(coro: Coroutine[Any, Any, Result]) -> Result:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency of ocs
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+# -- the calls ---------------------------------------------------------------------------------
+
+
+def _called(j: int) -> str:
+    return f"4930{j:07d}"  # rated by prefix 49; distinct per call so each Access-Request holds
+
+
+def _access_packets(j: int, ident: int) -> list[bytes]:
+    p = access("alice", password="alice-secret", called=_called(j))
+    p.id = ident
+    return [p.RequestPacket()]
+
+
+def _acct_packets(j: int, ident: int) -> list[bytes]:
+    sid, called = f"bench-call-{j}", _called(j)
+    pkts = [acct(1, sid, called=called)]
+    pkts += [acct(3, sid, called=called, time=30 * k) for k in range(1, INTERIMS + 1)]
+    pkts.append(acct(2, sid, called=called, time=30 * INTERIMS + 15, cause=1))
     out = []
-    for i in range(n):
-        if kind == "auth":
-            p = access("alice", password="alice-secret", session=f"bench-a-{i}")
-        else:
-            p = acct(3, f"bench-c-{i}", time=60)
-        p.id = i % 256
+    for p in pkts:
+        p.id = ident
         out.append(p.RequestPacket())
     return out
 
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
-    n = 3000 if quick else 10_000
-    rows = []
+def make_plan(calls: int, per_call: Callable[[int, int], list[bytes]], sockets: int | None = None,
+              window: int | None = None) -> list[list[list[bytes]]]:
+    """Call j goes to socket j % sockets, slot (j // sockets) % window, encoded with that identifier."""
+    sockets, window = sockets or SOCKETS, window or WINDOW
+    assert 1 <= window <= 256
+    plan: list[list[list[bytes]]] = [[[] for _ in range(window)] for _ in range(sockets)]
+    for j in range(calls):
+        slot = (j // sockets) % window
+        plan[j % sockets][slot].extend(per_call(j, slot))
+    return plan
+
+
+# -- measuring a server ------------------------------------------------------------------------
+
+
+def _redis_pid() -> int | None:
+    """The local redis-server serving REDIS_URL (its CPU is part of ocsd's cost)."""
+    port = str(urlparse(REDIS_URL).port or 6379)
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if (d / "comm").read_text().strip() != "redis-server":
+                continue
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if f":{port}" in cmd or f"--port {port}" in cmd:
+            return int(d.name)
+    return None
+
+
+def _udp_rcvbuf_errors() -> int:
+    """Datagrams the kernel dropped for a full receive buffer, host-wide (/proc/net/snmp)."""
+    try:
+        lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines() if ln.startswith("Udp:")]
+        return int(lines[1][lines[0].index("RcvbufErrors")])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _cpu(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        return proc_cpu_seconds(pid)
+    except OSError:
+        return 0.0
+
+
+def _metrics(port: int) -> dict[str, float]:
+    """ocsd's RADIUS drop and result counters, as 'family{labels}' -> value."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(("ocs_dropped_packets_total{", "ocs_requests_total{", "ocs_duplicate_requests_total{")) \
+                and 'protocol="radius"' in line:
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def _delta(before: dict[str, float], after: dict[str, float], family: str, labels: tuple[str, ...]) -> str:
+    parts = []
+    for key, value in sorted(after.items()):
+        if not key.startswith(family + "{"):
+            continue
+        n = int(value - before.get(key, 0.0))
+        if n:
+            inner = key[len(family) + 1:-1]
+            lab = dict(kv.split("=", 1) for kv in inner.split(",")) if inner else {}
+            name = "/".join(lab[x].strip('"') for x in labels if x in lab)
+            parts.append(f"{name}={n}" if name else str(n))
+    return " ".join(parts) or "none"
+
+
+def measure(name: str, port: int, plan: list[list[list[bytes]]], deadline_s: float, server_pid: int,
+            target: str, redis_pid: int | None = None, metrics_port: int | None = None) -> dict[str, Any]:
+    m0 = _metrics(metrics_port) if metrics_port else {}
+    srv0, red0, kdrop0 = _cpu(server_pid), _cpu(redis_pid), _udp_rcvbuf_errors()
+    res = _run(blast(port, plan, deadline_s))
+    srv, red, kdrop = _cpu(server_pid) - srv0, _cpu(redis_pid) - red0, _udp_rcvbuf_errors() - kdrop0
+    n = max(res.answered, 1)
+    extra: dict[str, Any] = {
+        "sent": res.sent, "lost": res.lost, "unsent": res.unsent, "resent": res.resent, "stray": res.stray,
+        "rejected": res.answered - res.codes[ACCESS_ACCEPT] - res.codes[ACCOUNTING_RESPONSE],
+        "udp_rcvbuf_errors": kdrop,
+        "max_gap_ms": round(res.gap[1] * 1000, 1),
+        "in_flight": sum(len(queues) for queues in plan),
+        "server_cpu_us_per_req": round(srv / n * 1e6, 1),
+        "gen_cpu_us_per_req": round(res.gen_cpu / n * 1e6, 1),
+    }
+    if redis_pid is not None:
+        extra["redis_cpu_us_per_req"] = round(red / n * 1e6, 1)
+    if metrics_port:
+        time.sleep(0.2)  # let late answers and their counters land
+        m1 = _metrics(metrics_port)
+        extra["ocsd_drops"] = _delta(m0, m1, "ocs_dropped_packets_total", ("reason",))
+        extra["ocsd_results"] = _delta(m0, m1, "ocs_requests_total", ("type", "result"))
+        extra["ocsd_duplicates"] = _delta(m0, m1, "ocs_duplicate_requests_total", ())
+    extra["target"] = target
+    return row(name, res.answered, res.elapsed, res.latencies, **extra)
+
+
+REFERENCE_SCALE = 5  # FreeRADIUS answers ~20x faster: more calls so that its phases last long enough to time
+
+
+def _sizes(quick: bool) -> tuple[int, float]:
+    """Calls per phase and the deadline of each phase, in seconds."""
+    return (3000, 30.0) if quick else (10_000, 60.0)
+
+
+WARM_UP_CALL = 9_999_999  # outside any plan's range of call numbers
+
+
+def warm_up(auth: int, acct_port: int) -> None:
+    """One whole call, one packet at a time, before the clock starts.
+
+    Without it the first window of requests meets ocsd's cold caches all at once (each of them
+    looks the tariff version up in PostgreSQL, one after another) and p99.9 measures start-up.
+    """
+    for port, pkts in ((auth, _access_packets(WARM_UP_CALL, 0)), (acct_port, _acct_packets(WARM_UP_CALL, 0))):
+        for raw in pkts:
+            if exchange(port, raw, timeout=5.0) is None:
+                raise RuntimeError(f"no answer to the warm-up call on port {port}")
+
+
+def _both(server: str, auth: int, acct_port: int, pid: int, calls: int, deadline: float,
+          **kw: Any) -> list[dict[str, Any]]:
+    a_name, c_name = NAMES[server]
+    warm_up(auth, acct_port)
+    return [
+        measure(a_name, auth, make_plan(calls, _access_packets), deadline, pid, "4000/s", **kw),
+        measure(c_name, acct_port, make_plan(calls, _acct_packets), deadline, pid, "5000/s", **kw),
+    ]
+
+
+def run_ocsd(quick: bool = False) -> list[dict[str, Any]]:
+    calls, deadline = _sizes(quick)
     with tempfile.TemporaryDirectory() as tmp:
         d = Daemon(Path(tmp))
         d.write_config()
@@ -88,19 +418,202 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         d.start()
         try:
             assert d.proc is not None
-            for kind, port in (("auth", d.ports["auth"]), ("acct", d.ports["acct"])):
-                pkts = _packets(n, kind)
-                cpu0 = proc_cpu_seconds(d.proc.pid)
-                done, elapsed, lat = asyncio.run(_blast(port, pkts))
-                cpu = proc_cpu_seconds(d.proc.pid) - cpu0
-                name = "radius Access-Request" if kind == "auth" else "radius Accounting-Request (Interim)"
-                rows.append(row(name, done, elapsed, lat, sent=n, ocsd_cpu_us_per_req=round(cpu / max(done, 1) * 1e6, 1),
-                                target="4000/s" if kind == "auth" else "5000/s"))
+            return _both("ocsd", d.ports["auth"], d.ports["acct"], d.proc.pid, calls, deadline,
+                         redis_pid=_redis_pid(), metrics_port=d.ports["http"])
         finally:
             d.stop()
             d.cleanup()
+
+
+# -- the FreeRADIUS reference ------------------------------------------------------------------
+
+FREERADIUS_CONF = """\
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+raddbdir = {dir}
+confdir = {dir}
+modconfdir = {dir}
+logdir = {dir}
+run_dir = {dir}
+db_dir = {dir}
+libdir = {libdir}
+pidfile = {dir}/radiusd.pid
+name = freeradius
+correct_escapes = true
+max_request_time = 30
+cleanup_delay = 5
+max_requests = 65536
+hostname_lookups = no
+proxy_requests = no
+log {{
+\tdestination = files
+\tfile = {dir}/radius.log
+\tauth = no
+\tauth_badpass = no
+\tauth_goodpass = no
+}}
+security {{
+\tallow_core_dumps = no
+\tmax_attributes = 200
+\treject_delay = 0
+\tstatus_server = no
+}}
+thread pool {{
+\tstart_servers = 4
+\tmax_servers = 16
+\tmin_spare_servers = 2
+\tmax_spare_servers = 8
+\tmax_requests_per_server = 0
+\tauto_limit_acct = no
+}}
+client local {{
+\tipaddr = 127.0.0.1
+\tsecret = {secret}
+}}
+modules {{
+\tfiles {{
+\t\tfilename = {dir}/users
+\t}}
+\tpap {{
+\t}}
+\talways ok {{
+\t\trcode = ok
+\t}}
+}}
+server default {{
+\tlisten {{
+\t\ttype = auth
+\t\tipaddr = 127.0.0.1
+\t\tport = {auth}
+\t\trecv_buff = 4194304
+\t}}
+\tlisten {{
+\t\ttype = acct
+\t\tipaddr = 127.0.0.1
+\t\tport = {acct}
+\t\trecv_buff = 4194304
+\t}}
+\tauthorize {{
+\t\tfiles
+\t\tpap
+\t}}
+\tauthenticate {{
+\t\tpap
+\t}}
+\tpreacct {{
+\t}}
+\taccounting {{
+\t\tok
+\t}}
+}}
+"""
+
+FREERADIUS_USERS = """\
+alice\tCleartext-Password := "alice-secret"
+\tSession-Timeout = 3600
+"""
+
+
+def freeradius_binary() -> str | None:
+    return shutil.which("freeradius") or shutil.which("radiusd") or next(
+        (p for p in ("/usr/sbin/freeradius", "/usr/sbin/radiusd") if os.access(p, os.X_OK)), None)
+
+
+def _libdir() -> str:
+    for p in ("/usr/lib/freeradius", "/usr/lib64/freeradius", "/usr/local/lib/freeradius"):
+        if Path(p, "rlm_files.so").exists():
+            return p
+    return "/usr/lib/freeradius"
+
+
+@contextmanager
+def freeradius(tmp: Path, timeout: float = 20.0) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    """Stock FreeRADIUS in the foreground (-f, no -X: no per-request logging) on free loopback ports.
+
+    The config is generated from scratch in tmp: no user/group lines, so when started as root it
+    keeps running as root instead of switching to an account that cannot read tmp.
+    """
+    binary = freeradius_binary()
+    if binary is None:
+        raise FileNotFoundError("freeradius")
+    auth, acct_port = free_port(), free_port()
+    (tmp / "radiusd.conf").write_text(FREERADIUS_CONF.format(dir=tmp, libdir=_libdir(), secret=SECRET.decode(),
+                                                             auth=auth, acct=acct_port))
+    (tmp / "users").write_text(FREERADIUS_USERS)
+    out = (tmp / "stdout.log").open("wb")
+    proc = subprocess.Popen([binary, "-f", "-d", str(tmp), "-n", "radiusd"], stdout=out, stderr=out)
+    try:
+        probe = access("alice", password="alice-secret").RequestPacket()
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"freeradius exited {proc.returncode}: {_tail(tmp)}")
+            if exchange(auth, probe, timeout=0.2) is not None:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"freeradius did not answer in {timeout}s: {_tail(tmp)}")
+        yield proc, auth, acct_port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        out.close()
+
+
+def _tail(tmp: Path) -> str:
+    text = ""
+    for name in ("stdout.log", "radius.log"):
+        p = tmp / name
+        if p.exists():
+            text += p.read_text(errors="replace")[-1500:]
+    return text.strip()
+
+
+def run_freeradius(quick: bool = False) -> list[dict[str, Any]]:
+    if freeradius_binary() is None:
+        return [{"name": "freeradius reference", "status": "not installed (apt-get install freeradius)"}]
+    calls, deadline = _sizes(quick)
+    with tempfile.TemporaryDirectory() as tmp, freeradius(Path(tmp)) as (proc, auth, acct_port):
+        return _both("freeradius", auth, acct_port, proc.pid, calls * REFERENCE_SCALE, deadline)
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    rows = run_ocsd(quick)
+    try:
+        rows += run_freeradius(quick)
+    except Exception as exc:  # the reference must not hide the ocsd figures
+        rows.append({"name": "freeradius reference", "status": f"error: {type(exc).__name__}: {exc}"})
     return rows
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    global SOCKETS, WINDOW
+    ap = argparse.ArgumentParser(prog="python -m bench.radius", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="3,000 calls per phase instead of 10,000")
+    ap.add_argument("--sockets", type=int, default=SOCKETS, help="UDP sockets (default %(default)s)")
+    ap.add_argument("--window", type=int, default=WINDOW, help="requests in flight per socket, <= 256")
+    ap.add_argument("--server", choices=("ocsd", "freeradius", "both"), default="both")
+    args = ap.parse_args(argv)
+    if not 1 <= args.window <= 256:
+        ap.error("--window must be 1..256 (one RADIUS identifier per slot)")
+    SOCKETS, WINDOW = args.sockets, args.window
+    if args.server == "ocsd":
+        rows = run_ocsd(args.quick)
+    elif args.server == "freeradius":
+        rows = run_freeradius(args.quick)
+    else:
+        rows = run(args.quick)
+    print(format_table(rows))
+    return 0
+
+
 if __name__ == "__main__":
-    print(format_table(run()))
+    raise SystemExit(main())
