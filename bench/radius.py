@@ -394,8 +394,8 @@ def warm_up(auth: int, acct_port: int) -> None:
     """
     for port, pkts in ((auth, _access_packets(WARM_UP_CALL, 0)), (acct_port, _acct_packets(WARM_UP_CALL, 0))):
         for raw in pkts:
-            if exchange(port, raw, timeout=5.0) is None:
-                raise RuntimeError(f"no answer to the warm-up call on port {port}")
+            if not any(exchange(port, raw, timeout=2.0) is not None for _ in range(3)):  # resent as a NAS would
+                raise RuntimeError(f"no answer to the warm-up call on port {port} (code {raw[0]}, 3 tries)")
 
 
 def _both(server: str, auth: int, acct_port: int, pid: int, calls: int, deadline: float,
