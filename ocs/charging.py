@@ -111,7 +111,7 @@ class Charging:
         return acct, tariff, sel
 
     def _observe(self, verb: str, t0: float) -> None:
-        self.metrics.core_latency.labels(verb).observe(time.perf_counter() - t0)
+        self.metrics.child(self.metrics.core_latency, verb).observe(time.perf_counter() - t0)
 
     # -- verbs -------------------------------------------------------------------------------
 

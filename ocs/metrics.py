@@ -8,7 +8,11 @@ name, never by source address.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+F = TypeVar("F", Counter, Gauge, Histogram)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -18,6 +22,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.requests = Counter(
             "ocs_requests_total",
@@ -87,3 +92,11 @@ class Metrics:
             "ocs_dependency_up", "1 when the dependency answered its last check.", ["dependency"],
             registry=r,
         )
+
+    def child(self, family: F, *labels: str) -> F:
+        """``family.labels(*labels)``, memoised: prometheus_client's lookup costs µs on every request."""
+        key = (id(family), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = family.labels(*labels)
+        return found

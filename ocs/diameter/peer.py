@@ -252,7 +252,7 @@ class Peer(asyncio.Protocol):
                                    msg.end_to_end)
             result = gy.command_result(outcomes)
             if any(o.duplicate for o in outcomes):
-                self.server.metrics.duplicates.labels("diameter").inc()
+                self.server.metrics.child(self.server.metrics.duplicates, "diameter").inc()
             for req, out in zip(ccr.requests, outcomes, strict=True):
                 log.info("ccr", session=req.session, account=out.account, peer=self.peer_host, type=rtype,
                          rating_group=req.rating_group, outcome=out.status.value, granted=out.granted_units,
@@ -272,5 +272,6 @@ class Peer(asyncio.Protocol):
             self._error(msg, c.UNABLE_TO_COMPLY)
             return
         self.send(answer)
-        self.server.metrics.requests.labels("diameter", rtype, str(result)).inc()
-        self.server.metrics.latency.labels("diameter", rtype).observe(time.perf_counter() - t0)
+        m = self.server.metrics
+        m.child(m.requests, "diameter", rtype, str(result)).inc()
+        m.child(m.latency, "diameter", rtype).observe(time.perf_counter() - t0)

@@ -1,11 +1,13 @@
-"""The RADIUS front end: UDP auth and accounting sockets on pyrad's packet codec.
+"""The RADIUS front end: UDP auth and accounting sockets, charging through the core's verbs.
 
 Why not pyrad's ``ServerAsync`` loop itself: its handlers are synchronous and
 it has no RFC 5080 duplicate cache, no per-client rate limit and no bound on
-concurrent work (design.md).  We keep pyrad for what it does well (packet
-decoding, authenticators, Message-Authenticator, PAP/CHAP) and own the asyncio
-datagram protocol: every request becomes an owned task calling the core, and
-the reply is sent only once the core has answered (durably recorded in Redis).
+concurrent work (design.md).  We own the asyncio datagram protocol: every
+request becomes an owned task calling the core, and the reply is sent only
+once the core has answered (durably recorded in Redis).  Packets are read and
+written by :mod:`ocs.radius.codec` (pyrad's packet classes cost a third of an
+authorization); pyrad loads and validates the dictionaries and is the
+reference the codec is tested against.
 """
 
 from __future__ import annotations
@@ -13,56 +15,28 @@ from __future__ import annotations
 import asyncio
 import hmac
 import socket
-import struct
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from pyrad import packet as rp
 from pyrad.dictionary import Dictionary
 
 from ocs.config import Config, RadiusClient, split_hostport
 from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, ChargingCore, Outcome, Service, Status, StoreUnavailable
+from ocs.radius import codec
 from ocs.radius import mapping as m
 from ocs.radius.clients import Client, ClientTable
 from ocs.radius.dedup import DuplicateCache
 
 log = structlog.get_logger("ocs.radius")
-MAX_PACKET = 4096
+MAX_PACKET = codec.MAX_LENGTH
 
 
 def load_dictionary(cfg: Config) -> Any:
     return Dictionary(cfg.radius.dictionary, *cfg.radius.extra_dictionaries)
-
-
-def _raw(pkt: Any, code: int) -> bytes | None:
-    vals = pkt.get(code)
-    return bytes(vals[0]) if vals else None
-
-
-def _str(pkt: Any, code: int) -> str:
-    v = _raw(pkt, code)
-    return v.decode("utf-8", "replace") if v is not None else ""
-
-
-def _int(pkt: Any, code: int) -> int | None:
-    v = _raw(pkt, code)
-    return int.from_bytes(v, "big") if v is not None and len(v) == 4 else None
-
-
-def attributes_ok(data: bytes) -> bool:
-    """Every attribute length inside the packet (pyrad silently truncates an overrun)."""
-    pos = 20
-    while pos < len(data):
-        if pos + 2 > len(data):
-            return False
-        length = data[pos + 1]
-        if length < 2 or pos + length > len(data):
-            return False
-        pos += length
-    return True
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -125,7 +99,7 @@ class RadiusServer:
         self.clients = ClientTable(clients, self.cfg.radius.replies_per_second_per_client)
 
     def _drop(self, reason: str) -> None:
-        self.metrics.dropped.labels("radius", reason).inc()
+        self.metrics.child(self.metrics.dropped, "radius", reason).inc()
 
     # -- receive -------------------------------------------------------------------------------
 
@@ -136,21 +110,18 @@ class RadiusServer:
         if client is None:
             self._drop("unknown_client")
             return
-        if len(data) < 20 or len(data) > MAX_PACKET:
+        if len(data) > MAX_PACKET:
             self._drop("bad_length")
             return
-        length = struct.unpack_from("!H", data, 2)[0]
-        if length < 20 or length > len(data):
-            self._drop("bad_length")
+        try:
+            pkt = codec.decode(data)
+        except codec.MalformedPacket as exc:
+            self._drop(exc.reason)
             return
-        data = data[:length]  # RFC 2865 section 3: octets beyond Length are padding
-        if not attributes_ok(data):
-            self._drop("bad_attribute")
-            return
-        key = (addr[0], addr[1], data[0], data[1], data[4:20])
+        key = (addr[0], addr[1], pkt.code, pkt.ident, pkt.authenticator)
         cached = self.cache.get(key)
         if cached is not None:
-            self.metrics.duplicates.labels("radius").inc()
+            self.metrics.child(self.metrics.duplicates, "radius").inc()
             if cached and ep.transport is not None:  # IN_PROGRESS (b"") means: drop, it is being handled
                 ep.transport.sendto(cached, addr)
             return
@@ -158,26 +129,24 @@ class RadiusServer:
             self._drop("overload")  # silence: the NAS retransmits (design.md convention 5)
             return
         self.cache.begin(key)
-        task = asyncio.ensure_future(self._handle(ep, client, data, addr, key))
+        task = asyncio.ensure_future(self._handle(ep, client, pkt, addr, key))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _handle(self, ep: _Endpoint, client: Client, data: bytes, addr: tuple[str, int],
+    async def _handle(self, ep: _Endpoint, client: Client, pkt: codec.Packet, addr: tuple[str, int],
                       key: tuple[str, int, int, int, bytes]) -> None:
         reply: bytes | None = None
         t0 = time.perf_counter()
         kind = "unknown"
         try:
-            if data[0] == rp.AccessRequest and ep.kind == "auth":
+            if pkt.code == codec.ACCESS_REQUEST and ep.kind == "auth":
                 kind = "access"
-                reply = await self._access(client, data, addr)
-            elif data[0] == rp.AccountingRequest and ep.kind == "acct":
+                reply = await self._access(client, pkt, addr)
+            elif pkt.code == codec.ACCOUNTING_REQUEST and ep.kind == "acct":
                 kind = "accounting"
-                reply = await self._accounting(client, data, addr)
+                reply = await self._accounting(client, pkt, addr)
             else:
                 self._drop("unexpected_code")
-        except rp.PacketError:
-            self._drop("malformed")
         except StoreUnavailable as exc:
             log.warning("radius_store_unavailable", error=str(exc))
             self._drop("store_unavailable")
@@ -191,73 +160,79 @@ class RadiusServer:
                 ep.transport.sendto(reply, addr)
             else:
                 self._drop("rate_limited")
-            self.metrics.latency.labels("radius", kind).observe(time.perf_counter() - t0)
+            self.metrics.child(self.metrics.latency, "radius", kind).observe(time.perf_counter() - t0)
 
     # -- Access-Request (RFC 2865) -------------------------------------------------------------
 
-    def _password_check(self, pkt: Any) -> Any:
-        pap = _raw(pkt, 2)
-        if pap is not None:
-            try:
-                given = pkt.PwDecrypt(pap).encode()
-            except (UnicodeDecodeError, ValueError):
-                return lambda _secret: False
-            return lambda secret: hmac.compare_digest(given, secret.encode())
-        if _raw(pkt, 3) is not None:
-            return lambda secret: bool(pkt.VerifyChapPasswd(secret))
-        return lambda _secret: False
+    @staticmethod
+    def _password_check(pkt: codec.Packet, secret: bytes) -> Callable[[str], bool]:
+        """How to check the account's stored password against this request (PAP or CHAP, RFC 2865 5.2/5.3)."""
+        if pkt.raw_attr(codec.USER_PASSWORD) is not None:
+            given = codec.pap_password(pkt, secret)
+            if given is None:
+                return lambda _stored: False
+            return lambda stored: hmac.compare_digest(given, stored.encode())
+        if pkt.raw_attr(codec.CHAP_PASSWORD) is not None:
+            return lambda stored: codec.chap_ok(pkt, stored.encode())
+        return lambda _stored: False
 
-    async def _access(self, client: Client, data: bytes, addr: tuple[str, int]) -> bytes | None:
-        pkt = rp.AuthPacket(packet=data, secret=client.secret, dict=self.dict)
-        if pkt.message_authenticator:
-            if not pkt.verify_message_authenticator():
+    @staticmethod
+    def _nas(pkt: codec.Packet, addr: tuple[str, int]) -> str:
+        return pkt.text(codec.NAS_IDENTIFIER) or pkt.address(codec.NAS_IP_ADDRESS) or addr[0]
+
+    async def _access(self, client: Client, pkt: codec.Packet, addr: tuple[str, int]) -> bytes | None:
+        if pkt.raw_attr(codec.MESSAGE_AUTHENTICATOR) is not None:
+            if not codec.message_authenticator_ok(pkt, client.secret):
                 self._drop("bad_message_authenticator")
                 return None
         elif self.cfg.radius.require_message_authenticator:
             self._drop("missing_message_authenticator")
             return None
-        user, calling, called = _str(pkt, 1), _str(pkt, 31), _str(pkt, 30)
-        nas = _str(pkt, 32) or (str(pkt["NAS-IP-Address"][0]) if pkt.get(4) else addr[0])
-        session = _str(pkt, 44) or f"{nas}|{user}|{called}"
+        user, calling, called = pkt.text(codec.USER_NAME), pkt.text(codec.CALLING_STATION_ID), \
+            pkt.text(codec.CALLED_STATION_ID)
+        nas = self._nas(pkt, addr)
+        session = pkt.text(codec.ACCT_SESSION_ID) or f"{nas}|{user}|{called}"
         req = ChargeRequest(
             subscriber=user or calling, session=session, request_number=m.auth_request_number(pkt.authenticator),
             service=Service.VOICE, destination=called, event_time=datetime.now(UTC),
             requested_units=self.cfg.charging.max_grant_seconds, protocol="radius", origin=nas, calling=calling,
-            password_check=self._password_check(pkt), hold_seconds=self.cfg.radius.start_timeout_seconds)
+            password_check=self._password_check(pkt, client.secret), hold_seconds=self.cfg.radius.start_timeout_seconds)
         out = await self.core.initiate(req)
-        reply = pkt.CreateReply()
         if out.status is Status.GRANTED:
-            reply.code = rp.AccessAccept
-            reply.AddAttribute("Session-Timeout", out.granted_units)
-            if self.cfg.radius.acct_interim_interval:
-                reply.AddAttribute("Acct-Interim-Interval", self.cfg.radius.acct_interim_interval)
+            attrs = [codec.integer_attribute(codec.SESSION_TIMEOUT, out.granted_units)]
+            interim = self.cfg.radius.acct_interim_interval
+            if interim:
+                attrs.append(codec.integer_attribute(codec.ACCT_INTERIM_INTERVAL, interim))
+            reply = codec.reply(pkt, codec.ACCESS_ACCEPT, client.secret, attrs)
         else:
-            reply.code = rp.AccessReject
-            reply.AddAttribute("Reply-Message", m.REJECT_REASON.get(out.status, out.reason or "rejected"))
-        reply.add_message_authenticator()
+            reason = m.REJECT_REASON.get(out.status, out.reason or "rejected")
+            reply = codec.reply(pkt, codec.ACCESS_REJECT, client.secret,
+                                [codec.attribute(codec.REPLY_MESSAGE, reason.encode())])
         self._count("access", out)
         log.info("access", session=session, account=out.account, peer=client.name, outcome=out.status.value,
                  granted=out.granted_units, duplicate=out.duplicate)
-        return bytes(reply.ReplyPacket())
+        return reply
 
     def _count(self, kind: str, out: Outcome) -> None:
-        self.metrics.requests.labels("radius", kind, out.status.value).inc()
+        self.metrics.child(self.metrics.requests, "radius", kind, out.status.value).inc()
 
     # -- Accounting-Request (RFC 2866) ---------------------------------------------------------
 
-    async def _accounting(self, client: Client, data: bytes, addr: tuple[str, int]) -> bytes | None:
-        pkt = rp.AcctPacket(packet=data, secret=client.secret, dict=self.dict)
-        if not pkt.VerifyAcctRequest():
+    async def _accounting(self, client: Client, pkt: codec.Packet, addr: tuple[str, int]) -> bytes | None:
+        if not codec.accounting_authenticator_ok(pkt, client.secret):
             self._drop("bad_authenticator")
             return None
-        status_raw = _int(pkt, 40)
+        if pkt.raw_attr(codec.MESSAGE_AUTHENTICATOR) is not None and \
+                not codec.message_authenticator_ok(pkt, client.secret):
+            self._drop("bad_message_authenticator")
+            return None
         try:
-            status = m.AcctStatus(status_raw or 0)
+            status = m.AcctStatus(pkt.integer(codec.ACCT_STATUS_TYPE) or 0)
         except ValueError:
             self._drop("unknown_status")
             return None
-        nas = _str(pkt, 32) or (str(pkt["NAS-IP-Address"][0]) if pkt.get(4) else addr[0])
-        delay = _int(pkt, 41) or 0
+        nas = self._nas(pkt, addr)
+        delay = pkt.integer(codec.ACCT_DELAY_TIME) or 0
         when = datetime.now(UTC) - timedelta(seconds=delay)
         if status in (m.AcctStatus.ACCOUNTING_ON, m.AcctStatus.ACCOUNTING_OFF):
             n = await self.core.terminate_origin(nas, "NAS-Reboot" if status is m.AcctStatus.ACCOUNTING_ON
@@ -265,15 +240,14 @@ class RadiusServer:
             log.info("accounting_on_off", nas=nas, status=status.name, settled=n)
         else:
             await self._session_accounting(pkt, status, nas, when)
-        reply = pkt.CreateReply()
-        reply.code = rp.AccountingResponse
-        return bytes(reply.ReplyPacket())
+        return codec.accounting_response(pkt, client.secret)
 
-    async def _session_accounting(self, pkt: Any, status: m.AcctStatus, nas: str, when: datetime) -> None:
-        user, calling, called = _str(pkt, 1), _str(pkt, 31), _str(pkt, 30)
-        sid = _str(pkt, 44) or f"{nas}|{user}|{called}"
-        t = _int(pkt, 46) or 0
-        cause = m.TERMINATE_CAUSES.get(_int(pkt, 49) or 0, "")
+    async def _session_accounting(self, pkt: codec.Packet, status: m.AcctStatus, nas: str, when: datetime) -> None:
+        user, calling, called = pkt.text(codec.USER_NAME), pkt.text(codec.CALLING_STATION_ID), \
+            pkt.text(codec.CALLED_STATION_ID)
+        sid = pkt.text(codec.ACCT_SESSION_ID) or f"{nas}|{user}|{called}"
+        t = pkt.integer(codec.ACCT_SESSION_TIME) or 0
+        cause = m.TERMINATE_CAUSES.get(pkt.integer(codec.ACCT_TERMINATE_CAUSE) or 0, "")
         req = ChargeRequest(
             subscriber=user or calling, session=sid, request_number=m.request_number(status, t),
             service=Service.VOICE, destination=called, event_time=when, used_units=t, used_is_total=True,

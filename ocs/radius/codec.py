@@ -1,0 +1,187 @@
+"""RADIUS on the wire: the few operations the prepaid hot path needs, without a dictionary.
+
+Why not pyrad's packet classes here: decoding a request and building a reply
+through pyrad costs ~20 µs (Accounting) to ~45 µs (Access with PAP and
+Message-Authenticator) of CPU, a third of a whole prepaid authorization.
+What the front end needs is small: split the attributes (RFC 2865 section 5),
+check the authenticators, decrypt PAP, check CHAP, and build replies with a
+handful of attributes.  pyrad stays the reference: the curated dictionaries
+are loaded (and validated) with pyrad at start-up, and the tests prove this
+codec byte-compatible with pyrad's (``tests/unit/test_radius_codec.py``).
+
+Every function works on bytes and ints; nothing here knows the charging core.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+
+ACCESS_REQUEST, ACCESS_ACCEPT, ACCESS_REJECT = 1, 2, 3
+ACCOUNTING_REQUEST, ACCOUNTING_RESPONSE = 4, 5
+
+USER_NAME, USER_PASSWORD, CHAP_PASSWORD, NAS_IP_ADDRESS = 1, 2, 3, 4
+REPLY_MESSAGE, SESSION_TIMEOUT = 18, 27
+CALLED_STATION_ID, CALLING_STATION_ID, NAS_IDENTIFIER = 30, 31, 32
+ACCT_STATUS_TYPE, ACCT_DELAY_TIME, ACCT_SESSION_ID, ACCT_SESSION_TIME = 40, 41, 44, 46
+ACCT_TERMINATE_CAUSE, CHAP_CHALLENGE, MESSAGE_AUTHENTICATOR, ACCT_INTERIM_INTERVAL = 49, 60, 80, 85
+
+HEADER = 20
+MAX_LENGTH = 4096  # RFC 2865 section 3
+
+
+class MalformedPacket(ValueError):
+    """Lengths that do not add up (RFC 2865 section 3: silently discard); ``reason`` is the drop label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Packet:
+    """A received packet: header fields, the raw bytes, and attributes by type (in order)."""
+
+    code: int
+    ident: int
+    authenticator: bytes
+    raw: bytes
+    attrs: dict[int, list[bytes]]
+
+    def raw_attr(self, kind: int) -> bytes | None:
+        vals = self.attrs.get(kind)
+        return vals[0] if vals else None
+
+    def text(self, kind: int) -> str:
+        v = self.raw_attr(kind)
+        return v.decode("utf-8", "replace") if v is not None else ""
+
+    def integer(self, kind: int) -> int | None:
+        v = self.raw_attr(kind)
+        return int.from_bytes(v, "big") if v is not None and len(v) == 4 else None
+
+    def address(self, kind: int) -> str:
+        v = self.raw_attr(kind)
+        return ".".join(map(str, v)) if v is not None and len(v) == 4 else ""
+
+
+def decode(data: bytes) -> Packet:
+    """Split a datagram into header and attributes; octets beyond Length are padding (section 3)."""
+    if len(data) < HEADER:
+        raise MalformedPacket("bad_length", "shorter than a RADIUS header")
+    code, ident, length = struct.unpack_from("!BBH", data)
+    if length < HEADER or length > len(data) or length > MAX_LENGTH:
+        raise MalformedPacket("bad_length", f"length field {length} for a {len(data)}-octet datagram")
+    raw = data[:length]
+    attrs: dict[int, list[bytes]] = {}
+    pos = HEADER
+    while pos < length:
+        if pos + 2 > length:
+            raise MalformedPacket("bad_attribute", "attribute header beyond the packet")
+        kind, alen = raw[pos], raw[pos + 1]
+        if alen < 2 or pos + alen > length:
+            raise MalformedPacket("bad_attribute", f"attribute {kind} length {alen} overruns the packet")
+        attrs.setdefault(kind, []).append(raw[pos + 2:pos + alen])
+        pos += alen
+    return Packet(code, ident, raw[4:20], raw, attrs)
+
+
+def _zero_message_authenticator(raw: bytes) -> bytes:
+    """The packet with every Message-Authenticator value replaced by 16 zero octets (RFC 3579 3.2)."""
+    out = bytearray(raw)
+    pos = HEADER
+    while pos + 2 <= len(out):
+        kind, alen = out[pos], out[pos + 1]
+        if kind == MESSAGE_AUTHENTICATOR and alen == 18:
+            out[pos + 2:pos + 18] = bytes(16)
+        pos += max(alen, 2)
+    return bytes(out)
+
+
+def _ma_vector(code: int, request_authenticator: bytes) -> bytes:
+    """The authenticator field while computing Message-Authenticator.
+
+    Access packets use the Request Authenticator (RFC 3579 section 3.2);
+    Accounting-Request and -Response use 16 zero octets (RFC 2869 section 5.14).
+    """
+    return bytes(16) if code in (ACCOUNTING_REQUEST, ACCOUNTING_RESPONSE) else request_authenticator
+
+
+def message_authenticator_ok(pkt: Packet, secret: bytes) -> bool:
+    """HMAC-MD5 over the request with the attribute's value zeroed (RFC 3579 section 3.2)."""
+    given = pkt.raw_attr(MESSAGE_AUTHENTICATOR)
+    if given is None or len(given) != 16:
+        return False
+    zeroed = _zero_message_authenticator(pkt.raw)
+    data = zeroed[:4] + _ma_vector(pkt.code, pkt.authenticator) + zeroed[20:]
+    return hmac.compare_digest(given, hmac.new(secret, data, "md5").digest())
+
+
+def accounting_authenticator_ok(pkt: Packet, secret: bytes) -> bool:
+    """RFC 2866 section 3: MD5(Code + Identifier + Length + 16 zero octets + Attributes + Secret)."""
+    expected = hashlib.md5(pkt.raw[:4] + bytes(16) + pkt.raw[20:] + secret).digest()
+    return hmac.compare_digest(expected, pkt.authenticator)
+
+
+def pap_password(pkt: Packet, secret: bytes) -> bytes | None:
+    """RFC 2865 section 5.2: the User-Password in clear (trailing NULs removed); None if absent or malformed."""
+    hidden = pkt.raw_attr(USER_PASSWORD)
+    if hidden is None or not hidden or len(hidden) % 16 or len(hidden) > 128:
+        return None
+    out = bytearray()
+    last = pkt.authenticator
+    for i in range(0, len(hidden), 16):
+        block = hidden[i:i + 16]
+        key = hashlib.md5(secret + last).digest()
+        out += bytes(a ^ b for a, b in zip(block, key, strict=True))
+        last = block
+    return bytes(out).rstrip(b"\x00")
+
+
+def chap_ok(pkt: Packet, password: bytes) -> bool:
+    """RFC 2865 section 5.3: CHAP-Password = ident + MD5(ident + password + challenge).
+
+    The challenge is CHAP-Challenge when present, else the Request Authenticator.
+    """
+    chap = pkt.raw_attr(CHAP_PASSWORD)
+    if chap is None or len(chap) != 17:
+        return False
+    challenge = pkt.raw_attr(CHAP_CHALLENGE) or pkt.authenticator
+    expected = hashlib.md5(chap[:1] + password + challenge).digest()
+    return hmac.compare_digest(expected, chap[1:])
+
+
+def attribute(kind: int, value: bytes) -> bytes:
+    if len(value) > 253:
+        raise ValueError(f"attribute {kind}: {len(value)} octets (max 253)")
+    return bytes((kind, len(value) + 2)) + value
+
+
+def integer_attribute(kind: int, value: int) -> bytes:
+    return attribute(kind, struct.pack("!I", value))
+
+
+def reply(request: Packet, code: int, secret: bytes, attributes: list[bytes]) -> bytes:
+    """A response to ``request``: Message-Authenticator first, then ``attributes``.
+
+    Message-Authenticator is always sent and placed first, the hardening the
+    BlastRADIUS advisory recommends for responses; it is computed (RFC 3579
+    section 3.2; RFC 2869 5.14 for accounting) before the Response Authenticator,
+    the Response Authenticator (RFC 2865 section 3) is
+    MD5(Code + Identifier + Length + Request Authenticator + Attributes + Secret).
+    """
+    body = b"".join(attributes)
+    length = HEADER + 18 + len(body)
+    head = struct.pack("!BBH", code, request.ident, length)
+    vector = _ma_vector(code, request.authenticator)
+    ma = hmac.new(secret, head + vector + b"\x50\x12" + bytes(16) + body, "md5").digest()
+    attrs = b"\x50\x12" + ma + body
+    auth = hashlib.md5(head + request.authenticator + attrs + secret).digest()
+    return head + auth + attrs
+
+
+def accounting_response(request: Packet, secret: bytes) -> bytes:
+    """RFC 2866 section 4.2: an Accounting-Response (with Message-Authenticator, as every reply)."""
+    return reply(request, ACCOUNTING_RESPONSE, secret, [])
