@@ -41,6 +41,7 @@ class Peer(asyncio.Protocol):
         self.cfg = server.cfg.diameter
         self.state = State.WAIT_CER
         self.buf = bytearray()
+        self._out: list[bytes] = []  # messages queued for this loop tick (see send)
         self.transport: asyncio.Transport | None = None
         self.peer_host = ""
         self.address = ""
@@ -72,15 +73,25 @@ class Peer(asyncio.Protocol):
         log.info("peer_closed", peer=self.peer_host or self.address)
 
     def close(self, reason: str) -> None:
+        self.flush()  # answers already queued (an error answer before the close) still go out
         if self.transport is not None and not self.transport.is_closing():
             log.info("peer_close", peer=self.peer_host or self.address, reason=reason)
-            self.server.metrics.dropped.labels("diameter", reason).inc()
+            self.server.metrics.child(self.server.metrics.dropped, "diameter", reason).inc()
             self.transport.close()
         self.state = State.CLOSING
 
     def send(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        """Queue a message; the messages of one loop tick leave in one write (a syscall per CCA was ~10 %)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._out.append(data)
+
+    def flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(out))
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -120,6 +131,7 @@ class Peer(asyncio.Protocol):
         elif msg.code == c.DPR:
             self.send(self._base_answer(msg, c.SUCCESS))
             self.state = State.CLOSING
+            self.flush()  # the DPA goes out before the close (RFC 6733 section 5.4)
             if self.transport is not None:
                 self.transport.close()
         elif msg.code == c.CER:
