@@ -28,6 +28,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class NodeConfig:
     name: str = "ocs1"
+    reuse_port: bool = False  # SO_REUSEPORT on the Diameter and RADIUS listeners: several ocsd on one port
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,10 @@ def from_mapping(data: dict[str, Any], env: typing.Mapping[str, str] | None = No
     env = os.environ if env is None else env
     if env.get("OCS_REDIS_URL"):
         cfg = dataclasses.replace(cfg, redis=dataclasses.replace(cfg.redis, url=env["OCS_REDIS_URL"]))
+    if env.get("OCS_NODE_NAME"):  # several instances from one file (systemd/ocsd@.service)
+        cfg = dataclasses.replace(cfg, node=dataclasses.replace(cfg.node, name=env["OCS_NODE_NAME"]))
+    if env.get("OCS_HTTP_LISTEN"):
+        cfg = dataclasses.replace(cfg, http=dataclasses.replace(cfg.http, listen=env["OCS_HTTP_LISTEN"]))
     if env.get("OCS_POSTGRES_DSN"):
         cfg = dataclasses.replace(
             cfg, postgres=dataclasses.replace(cfg.postgres, dsn=env["OCS_POSTGRES_DSN"])

@@ -37,7 +37,8 @@ class DiameterServer:
         loop = asyncio.get_running_loop()
         for addr in self.cfg.diameter.listen:
             host, port = split_hostport(addr)
-            srv = await loop.create_server(lambda: Peer(self), host, port, reuse_address=True, backlog=1024)
+            srv = await loop.create_server(lambda: Peer(self), host, port, reuse_address=True, backlog=1024,
+                                           reuse_port=self.cfg.node.reuse_port or None)
             for s in srv.sockets:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.servers.append(srv)

@@ -83,7 +83,8 @@ class RadiusServer:
         for kind, addr in (("auth", self.cfg.radius.auth_listen), ("acct", self.cfg.radius.acct_listen)):
             host, port = split_hostport(addr)
             _t, ep = await loop.create_datagram_endpoint(lambda k=kind: _Endpoint(self, k),  # type: ignore[misc]
-                                                         local_addr=(host, port))
+                                                         local_addr=(host, port),
+                                                         reuse_port=self.cfg.node.reuse_port or None)
             self.endpoints[kind] = ep
         self.accepting = True
 

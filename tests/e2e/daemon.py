@@ -72,6 +72,8 @@ class Daemon:
     ports: dict[str, int] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
     redis_url: str = REDIS_URL
+    reuse_port: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def dsn(self) -> str:
@@ -94,6 +96,7 @@ class Daemon:
         env.pop("OCS_REDIS_URL", None)
         env.pop("OCS_POSTGRES_DSN", None)
         env["OCS_CONFIG"] = str(self.config_path)
+        env.update(self.extra_env)
         return env
 
     def write_config(self) -> None:
@@ -103,6 +106,7 @@ class Daemon:
             f"""
 [node]
 name = "{self.name}"
+reuse_port = {str(self.reuse_port).lower()}
 [diameter]
 listen = ["127.0.0.1:{self.ports['diameter']}"]
 origin_host = "ocs.test.example.net"

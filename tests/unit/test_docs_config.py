@@ -63,6 +63,9 @@ def test_errors_name_the_key(data: dict[str, typing.Any], key: str) -> None:
 def test_environment_overrides() -> None:
     cfg = config.from_mapping({}, env={"OCS_REDIS_URL": "redis://h:1/2", "OCS_POSTGRES_DSN": "postgresql://x/y"})
     assert (cfg.redis.url, cfg.postgres.dsn) == ("redis://h:1/2", "postgresql://x/y")
+    cfg = config.from_mapping({"node": {"name": "file"}}, env={"OCS_NODE_NAME": "ocs1-2",
+                                                              "OCS_HTTP_LISTEN": "127.0.0.1:9102"})
+    assert (cfg.node.name, cfg.http.listen) == ("ocs1-2", "127.0.0.1:9102")
 
 
 def test_config_path_resolution(tmp_path: Path) -> None:
