@@ -60,8 +60,73 @@ async def _run(n: int) -> dict[str, Any]:
     return row("usage flush to PostgreSQL", n, seconds, cpu_s=cpu, target="20000/s")
 
 
+async def _lag(rate: int, seconds: float) -> dict[str, Any]:
+    """Flush lag while the charging core debits at ``rate``/s: the age of the oldest unflushed record.
+
+    One process, as in ocsd: charging verbs (one usage record each) paced at ``rate``, the flusher
+    task beside them, the lag sampled every 100 ms the way ``ocs_usage_stream_lag_seconds`` is.
+    """
+    from bench.redis_scripts import T0, make_core
+    from ocs.model import ChargeRequest
+
+    db = f"ocs_bench_{uuid.uuid4().hex[:8]}"
+    prefix = f"ocsbench:{uuid.uuid4().hex[:6]}:"
+    admin = await asyncpg.connect(ADMIN)
+    await admin.execute(f'CREATE DATABASE "{db}"')
+    dsn = ADMIN.rsplit("/", 1)[0] + "/" + db
+    core, r = await make_core(prefix, 100)
+    lags: list[float] = []
+    try:
+        conn = await asyncpg.connect(dsn)
+        await migrate.migrate(conn)
+        await conn.close()
+        cfg = config.from_mapping({"redis": {"key_prefix": prefix}, "postgres": {"dsn": dsn}}, env={})
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        f = Flusher(cfg, r, pool, Metrics())
+        flusher = asyncio.ensure_future(f.run())
+        sessions = 1000
+        await asyncio.gather(*(core.initiate(ChargeRequest(subscriber=f"a{i % 100}", session=f"s{i}", request_number=0,
+                                                           destination="4930", event_time=T0, requested_units=60))
+                               for i in range(sessions)))
+        done = 0
+        t0 = time.perf_counter()
+        step = 0.01  # every 10 ms, the debits due by then
+        next_sample = t0
+        while time.perf_counter() - t0 < seconds:
+            due = int((time.perf_counter() - t0) * rate) - done
+            batch = [core.update(ChargeRequest(subscriber=f"a{i % 100}", session=f"s{i % sessions}",
+                                               request_number=1 + i // sessions, destination="4930", event_time=T0,
+                                               used_units=6, requested_units=60))
+                     for i in range(done, done + due)]
+            await asyncio.gather(*batch)
+            done += due
+            if time.perf_counter() >= next_sample:
+                next_sample += 0.1
+                await f.update_lag()
+                lags.append(f.metrics.stream_lag_seconds._value.get())
+            await asyncio.sleep(step)
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+        elapsed = time.perf_counter() - t0
+        await pool.close()
+    finally:
+        await core.close()
+        async for key in r.scan_iter(match=f"{prefix}*", count=5000):
+            await r.delete(key)
+        await r.aclose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        await admin.close()
+    ordered = sorted(lags)
+    return row(f"flush lag at {rate} debits/s", done, elapsed, target="lag < 2 s",
+               achieved_rate=round(done / elapsed), lag_p50_s=round(ordered[len(ordered) // 2], 3),
+               lag_max_s=round(ordered[-1], 3))
+
+
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    return [asyncio.run(_run(20_000 if quick else 100_000))]
+    import uvloop  # as in ocsd
+
+    return [asyncio.run(_run(20_000 if quick else 100_000)),
+            uvloop.run(_lag(3000, 4 if quick else 15))]
 
 
 if __name__ == "__main__":
