@@ -100,10 +100,12 @@ class TariffCache:
         version = self._current.get(name)
         if version is None:
             async with self._lock:
-                version = await self.source.current_version(name)
+                version = self._current.get(name)  # a request queued on the lock finds it loaded
                 if version is None:
-                    raise TariffNotFound(name)
-                self._current[name] = version
+                    version = await self.source.current_version(name)
+                    if version is None:
+                        raise TariffNotFound(name)
+                    self._current[name] = version
         return await self.get(name, version)
 
     async def get(self, name: str, version: int) -> CompiledTariff:
