@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,21 @@ from ocs.store import migrate
 
 DRAIN_SECONDS = 8.0
 log = structlog.get_logger("ocsd")
+
+
+def _tune_gc() -> None:
+    """Fewer, not longer, collector pauses on the request path.
+
+    Every request allocates thousands of short-lived objects, and the node-local
+    caches (duplicate cache, session states) hold hundreds of thousands of live
+    ones; with CPython's default thresholds full collections walked all of them
+    every few seconds (40-85 ms pauses seen under RADIUS load).  What start-up
+    built (modules, tariffs, dictionaries) is frozen out of collection, and the
+    young-generation threshold is raised so survivors are promoted less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 50)
 
 
 class StartupError(Exception):
@@ -89,6 +105,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload_event.set)
         async with contextlib.AsyncExitStack() as stack:
             await self._start(stack)
+            _tune_gc()
             sdnotify.ready()
             log.info("ready", node=self.cfg.node.name, version=__version__, **self._addresses())
             self.spawn(self._watchdog(), "sd-watchdog")

@@ -265,5 +265,7 @@ class RadiusServer:
             out = await self.core.terminate(req)
         if out is not None:
             self._count(status.name.lower(), out)
+        else:  # a Start that bound the Access-Request's hold: counted as a granted start
+            self.metrics.child(self.metrics.requests, "radius", "start", Status.GRANTED.value).inc()
         log.info("accounting", session=sid, status=status.name, session_time=t,
                  outcome=out.status.value if out else "bound", account=out.account if out else "")
