@@ -1,6 +1,6 @@
 """tshark decodes every Diameter packet of a Gy session with ocsd: no malformed packet, no expert error.
 
-(The issue also asks for an Erlang/OTP diameter client; see docs/diameter.md, "Interop status".)
+(The Erlang/OTP diameter client is in test_diameter_erlang.py; see docs/diameter.md, "Interop status".)
 """
 
 from __future__ import annotations
