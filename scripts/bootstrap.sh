@@ -22,6 +22,8 @@ if [ "${OCS_WITH_INTEROP:-0}" = "1" ]; then
   have radclient || need_pkgs+=(freeradius-utils)
   have erlc || need_pkgs+=(erlang-base erlang-dev)
   [ -d /usr/lib/erlang/lib ] && ls /usr/lib/erlang/lib | grep -q '^diameter-' || need_pkgs+=(erlang-diameter)
+  # diameterc-generated dictionaries include diameter/include/diameter_gen.hrl (erlang-dev)
+  compgen -G '/usr/lib/erlang/lib/diameter-*/include/diameter_gen.hrl' >/dev/null || need_pkgs+=(erlang-dev)
   have tshark || need_pkgs+=(tshark)
   have radiusd || have freeradius || need_pkgs+=(freeradius)
 fi
