@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.common import format_table
 
-MODULES = ("rating", "tariff_import", "redis_scripts", "flush", "diameter", "radius")
+MODULES = ("rating", "tariff_import", "redis_scripts", "flush", "diameter", "diameter_reference", "radius")
 DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"
 
 

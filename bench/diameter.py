@@ -2,12 +2,20 @@
 
 Reports CCR/s and latency percentiles at 1, 10, 50 and 200 concurrent sessions.
 Target on a 2-core machine: >= 3,000 CCR/s with p99 < 10 ms at half that rate.
+
+:func:`reference` runs the same load against an Erlang/OTP ``diameter`` server
+that answers every CCR with a fixed quota and no storage
+(tests/interop/erlang/ocs_gy_ref_server.erl): what a mature Diameter stack
+alone costs on the same machine, as a yardstick for the ocsd rows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -16,8 +24,12 @@ from typing import Any
 from bench.common import format_table, proc_cpu_seconds, row
 from ocs.diameter import codec
 from ocs.diameter import constants as c
-from tests.e2e.daemon import Daemon, provision_demo
+from tests.e2e.daemon import Daemon, free_port, provision_demo
 from tests.e2e.diameter_client import ccr
+from tests.interop import otp
+
+CONCURRENCY = (1, 10, 50, 200)
+_runs = itertools.count()
 
 
 class Conn:
@@ -28,15 +40,23 @@ class Conn:
         self.task = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
-        while True:
-            head = await self.r.readexactly(20)
-            body = await self.r.readexactly(int.from_bytes(head[1:4], "big") - 20)
-            hbh = int.from_bytes(head[12:16], "big")
-            fut = self.waiting.pop(hbh, None)
-            if fut is not None:
-                fut.set_result(head + body)
+        try:
+            while True:
+                head = await self.r.readexactly(20)
+                body = await self.r.readexactly(int.from_bytes(head[1:4], "big") - 20)
+                hbh = int.from_bytes(head[12:16], "big")
+                fut = self.waiting.pop(hbh, None)
+                if fut is not None:
+                    fut.set_result(head + body)
+        except Exception as exc:  # connection lost: fail what waits instead of hanging the run
+            for fut in self.waiting.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError(f"peer closed: {exc!r}"))
+            raise
 
     async def request(self, code: int, app: int, avps: list[bytes]) -> bytes:
+        if self.task.done():
+            raise ConnectionError("peer closed")
         n = next(self.ids)
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.waiting[n] = fut
@@ -47,24 +67,41 @@ class Conn:
 async def _load(port: int, concurrency: int, seconds: float) -> tuple[int, float, list[float]]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     conn = Conn(reader, writer)
-    await conn.request(c.CER, 0, [codec.utf8(c.ORIGIN_HOST, "bench"), codec.utf8(c.ORIGIN_REALM, "b"),
-                                  codec.u32(c.AUTH_APPLICATION_ID, 4)])
+    # a complete CER (RFC 6733 section 5.3.1): the OTP reference server insists on every required AVP
+    # one Origin-Host per run: a peer that reconnects under the same identity can meet the last
+    # connection's watchdog still in SUSPECT (RFC 3539), which OTP's diameter takes over
+    host = f"bench{concurrency}.{os.getpid()}.{next(_runs)}"
+    cea = codec.decode(await asyncio.wait_for(conn.request(c.CER, 0, [
+        codec.utf8(c.ORIGIN_HOST, host), codec.utf8(c.ORIGIN_REALM, "b"),
+        codec.address(c.HOST_IP_ADDRESS, "127.0.0.1"), codec.u32(c.VENDOR_ID, 0),
+        codec.utf8(c.PRODUCT_NAME, "ocs-bench", mandatory=False), codec.u32(c.AUTH_APPLICATION_ID, 4)]), 10))
+    res = cea.first(c.RESULT_CODE)
+    if res is None or res.u32() != c.SUCCESS:
+        raise RuntimeError(f"CER refused: {res.u32() if res else 'no Result-Code'}")
     lat: list[float] = []
     sessions = itertools.count()
     stop = time.perf_counter() + seconds
+    last: list[bytes] = []
 
     async def worker() -> None:
         while time.perf_counter() < stop:
             sid = f"b;{concurrency};{next(sessions)}"
             for n, (rtype, used) in enumerate(((1, None), (2, 30), (2, 30), (3, 10))):
                 a = time.perf_counter()
-                await conn.request(c.CCR, 4, ccr(sid, rtype, n, called="4930123456", rg=1, used=used,
-                                                 requested=None if rtype == 3 else 60))
+                answer = await conn.request(c.CCR, 4, ccr(sid, rtype, n, called="4930123456", rg=1, used=used,
+                                                          requested=None if rtype == 3 else 60))
                 lat.append(time.perf_counter() - a)
+            last[:] = [answer]
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - t0
+    res = codec.decode(last[0]).first(c.RESULT_CODE) if last else None  # a sample: answers must be 2001
+    if res is None or res.u32() != c.SUCCESS:
+        raise RuntimeError(f"CCA Result-Code {res.u32() if res else None}")
+    with contextlib.suppress(TimeoutError, ConnectionError):  # DPR/DPA before closing (RFC 6733 5.4)
+        await asyncio.wait_for(conn.request(c.DPR, 0, [codec.utf8(c.ORIGIN_HOST, host), codec.utf8(
+            c.ORIGIN_REALM, "b"), codec.u32(c.DISCONNECT_CAUSE, 2)]), 5)
     conn.task.cancel()
     writer.close()
     return len(lat), elapsed, lat
@@ -81,7 +118,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         d.start()
         try:
             assert d.proc is not None
-            for conc in (1, 10, 50, 200):
+            for conc in CONCURRENCY:
                 cpu0 = proc_cpu_seconds(d.proc.pid)
                 n, elapsed, lat = asyncio.run(_load(d.ports["diameter"], conc, 3 if quick else 8))
                 cpu = proc_cpu_seconds(d.proc.pid) - cpu0
@@ -93,5 +130,45 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
+def reference(quick: bool = False) -> list[dict[str, Any]]:
+    """The same load against the Erlang/OTP reference server (fixed quota CC-Time 60, 2001, no storage)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            ebin = otp.build(Path(tmp) / "ebin")
+        except otp.OtpMissing as exc:
+            return [{"name": "erlang reference CCR", "status": f"skipped: {exc}"}]
+        port, out = free_port(), Path(tmp) / "server.log"
+        with out.open("wb") as log:  # a file, not a pipe nobody reads: OTP's logger writes to stdout
+            proc = subprocess.Popen(otp.command(ebin, "ocs_gy_ref_server", str(port)), stdin=subprocess.PIPE,
+                                    stdout=log, stderr=subprocess.STDOUT)
+        rows = []
+        try:
+            deadline = time.monotonic() + 30
+            while "ready port=" not in out.read_text():  # printed once it accepts connections
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"reference server did not start:\n{out.read_text()[-2000:]}")
+                time.sleep(0.05)
+            for conc in CONCURRENCY:
+                cpu0 = proc_cpu_seconds(proc.pid)
+                try:
+                    n, elapsed, lat = asyncio.run(_load(port, conc, 3 if quick else 8))
+                except ConnectionError as exc:
+                    raise RuntimeError(f"{exc}; reference server log:\n{out.read_text()[-3000:]}") from exc
+                cpu = proc_cpu_seconds(proc.pid) - cpu0
+                rows.append(row(f"erlang reference CCR ({conc} concurrent sessions)", n, elapsed, lat,
+                                server_cpu_us_per_ccr=round(cpu / n * 1e6, 1)))
+        finally:
+            if proc.stdin is not None:
+                proc.stdin.close()  # the server stops when its stdin closes
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return rows
+
+
 if __name__ == "__main__":
-    print(format_table(run()))
+    import sys
+
+    print(format_table(reference("--quick" in sys.argv) if "--reference" in sys.argv else run("--quick" in sys.argv)))

@@ -1,0 +1,13 @@
+"""The Diameter Gy load of bench/diameter.py against the Erlang/OTP reference server.
+
+A yardstick, not ocsd: tests/interop/erlang/ocs_gy_ref_server.erl answers every
+CCR with a fixed quota (2001, CC-Time 60) and keeps no state.  Needs erl, erlc
+and diameterc (``OCS_WITH_INTEROP=1 scripts/bootstrap.sh``); without them the
+suite shows one "skipped" row.
+"""
+
+from __future__ import annotations
+
+from bench.diameter import reference as run
+
+__all__ = ["run"]
