@@ -254,7 +254,8 @@ def command_result(outcomes: list[Outcome]) -> int:
 
 
 def encode_cca(ccr: Ccr, outcomes: list[Outcome], origin_host: str, origin_realm: str,
-               hop_by_hop: int, end_to_end: int) -> bytes:
+               hop_by_hop: int, end_to_end: int, request_flags: int = 0) -> bytes:
+    """The CCA; its P bit is the request's (RFC 6733 section 6.2: an answer's P equals the request's)."""
     result = command_result(outcomes)
     body = [codec.utf8(c.SESSION_ID, ccr.session_id), codec.u32(c.RESULT_CODE, result),
             codec.utf8(c.ORIGIN_HOST, origin_host), codec.utf8(c.ORIGIN_REALM, origin_realm),
@@ -278,7 +279,7 @@ def encode_cca(ccr: Ccr, outcomes: list[Outcome], origin_host: str, origin_realm
             c.SERVICE_INFORMATION, codec.grouped(c.IMS_INFORMATION, codec.utf8(
                 c.CALLED_PARTY_ADDRESS, ccr.destination, vendor=c.VENDOR_3GPP), vendor=c.VENDOR_3GPP),
             vendor=c.VENDOR_3GPP)))
-    return codec.message(c.CCR, 0, c.APP_CC, hop_by_hop, end_to_end, *body)
+    return codec.message(c.CCR, request_flags & codec.FLAG_P, c.APP_CC, hop_by_hop, end_to_end, *body)
 
 
 def error_answer(msg: Message, result: int, origin_host: str, origin_realm: str, *, failed: bytes = b"",

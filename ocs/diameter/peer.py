@@ -261,7 +261,7 @@ class Peer(asyncio.Protocol):
             rtype = {1: "initial", 2: "update", 3: "termination", 4: "event"}[ccr.request_type]
             outcomes = await gy.handle_ccr(self.server.core, ccr)
             answer = gy.encode_cca(ccr, outcomes, self.cfg.origin_host, self.cfg.origin_realm, msg.hop_by_hop,
-                                   msg.end_to_end)
+                                   msg.end_to_end, msg.flags)
             result = gy.command_result(outcomes)
             if any(o.duplicate for o in outcomes):
                 self.server.metrics.child(self.server.metrics.duplicates, "diameter").inc()

@@ -83,6 +83,11 @@ def _check_pcap(pcap: Path, port: int, ccrs: int) -> None:
     assert (True, 257, False, "2001") in msgs  # ... answered 2001
     assert sum(1 for m in msgs if m[:3] == (False, 272, True)) == ccrs
     assert sum(1 for m in msgs if m[:3] == (True, 272, False)) == ccrs
+    # OTP sets P on every CCR (RFC 4006 declares CCR/CCA proxiable); each CCA must carry it back (RFC 6733 6.2)
+    flags = [line.split("\t") for line in _tshark(
+        pcap, port, "-Y", "diameter.cmd.code == 272", "-T", "fields", "-e", "diameter.flags.request",
+        "-e", "diameter.flags.proxyable").splitlines()]
+    assert flags and all(p in ("1", "True") for _r, p in flags), flags
     assert (False, 282, True, "") in msgs, msgs  # DPR sent by OTP on remove_transport
     assert (True, 282, False, "2001") in msgs, msgs  # DPA from ocsd
 

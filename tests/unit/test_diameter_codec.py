@@ -97,3 +97,12 @@ def test_cca_is_deterministic_and_final_unit_indication() -> None:
     mscc = m.first(c.MULTIPLE_SERVICES_CREDIT_CONTROL).group()  # type: ignore[union-attr]
     assert codec.find(mscc, c.FINAL_UNIT_INDICATION) is not None
     assert LibMessage.from_bytes(a, plain_msg=True).as_bytes() == a
+    assert not m.flags & codec.FLAG_P  # the request had no P bit
+
+
+def test_cca_copies_the_proxiable_bit_of_the_ccr() -> None:
+    """RFC 6733 section 6.2 (found by the Erlang/OTP client, which sets P on every CCR)."""
+    p = _parse(*ccr("s", c.INITIAL, 0, called="4930", rg=1))
+    out = Outcome(Status.GRANTED, granted_units=60, validity_seconds=1800)
+    a = codec.decode(gy.encode_cca(p, [out], "ocs", "realm", 1, 2, codec.FLAG_R | codec.FLAG_P))
+    assert a.flags & codec.FLAG_P and not a.is_request
