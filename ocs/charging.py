@@ -62,6 +62,7 @@ class Charging:
 
     async def start(self) -> None:
         await self.rp.load_scripts()
+        await self.tariffs.preload()  # rating must not need PostgreSQL later (outage)
 
     async def close(self) -> None:
         await self.rp.drain()

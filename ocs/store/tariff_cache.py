@@ -4,6 +4,11 @@ Sessions remember the tariff name and version they started on, so every daemon
 re-rates a session identically whatever was imported since.  The current version
 of each name is re-read when ``ocsctl tariff import`` bumps ``tariffs:gen`` in
 Redis (checked at most every :data:`CHECK_SECONDS`) or on SIGHUP.
+
+Charging must go on while PostgreSQL is down (spec section 7, runbook): every
+tariff's current version is loaded at start-up (:meth:`TariffCache.preload`),
+and when PostgreSQL cannot be asked which version is current, the last one
+known keeps rating until the next change can be read.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import time
 from typing import Protocol
 
 import asyncpg
+import structlog
 
 from ocs.rating.engine import CompiledTariff
 from ocs.rating.tariff import Tariff
@@ -21,6 +27,8 @@ from ocs.store.outcomes import text
 from ocs.store.pipeline import AutoPipeline
 
 CHECK_SECONDS = 2.0
+SOURCE_DOWN = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+log = structlog.get_logger("ocs.tariffs")
 
 
 class TariffNotFound(LookupError):
@@ -30,6 +38,8 @@ class TariffNotFound(LookupError):
 class TariffSource(Protocol):
     """Where tariff versions come from (PostgreSQL in the daemon, memory in tests and benchmarks)."""
 
+    async def names(self) -> list[str]: ...
+
     async def current_version(self, name: str) -> int | None: ...
 
     async def load(self, name: str, version: int) -> Tariff | None: ...
@@ -38,6 +48,10 @@ class TariffSource(Protocol):
 class PgTariffSource:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+
+    async def names(self) -> list[str]:
+        async with self.pool.acquire() as conn:
+            return [r["name"] for r in await conn.fetch("SELECT name FROM tariffs ORDER BY name")]
 
     async def current_version(self, name: str) -> int | None:
         from ocs.store import tariffs
@@ -61,6 +75,9 @@ class MemoryTariffSource:
     def add(self, tariff: Tariff) -> None:
         self.tariffs.setdefault(tariff.name, []).append(tariff)
 
+    async def names(self) -> list[str]:
+        return sorted(self.tariffs)
+
     async def current_version(self, name: str) -> int | None:
         versions = self.tariffs.get(name)
         return versions[-1].version if versions else None
@@ -76,6 +93,7 @@ class TariffCache:
         self.keys = keys
         self._compiled: dict[tuple[str, int], CompiledTariff] = {}
         self._current: dict[str, int] = {}
+        self._known: dict[str, int] = {}  # last current version seen per name; never cleared
         self._gen = ""
         self._checked = 0.0
         self._lock = asyncio.Lock()
@@ -102,11 +120,29 @@ class TariffCache:
             async with self._lock:
                 version = self._current.get(name)  # a request queued on the lock finds it loaded
                 if version is None:
-                    version = await self.source.current_version(name)
-                    if version is None:
-                        raise TariffNotFound(name)
-                    self._current[name] = version
+                    version = await self._ask_current(name)
+                    self._current[name] = self._known[name] = version
         return await self.get(name, version)
+
+    async def _ask_current(self, name: str) -> int:
+        try:
+            version = await self.source.current_version(name)
+        except SOURCE_DOWN as exc:
+            known = self._known.get(name)
+            if known is None:
+                raise
+            log.warning("tariff_source_unavailable", tariff=name, using_version=known, error=repr(exc))
+            return known
+        if version is None:
+            raise TariffNotFound(name)
+        return version
+
+    async def preload(self) -> int:
+        """Load every tariff's current version (start-up); returns how many."""
+        names = await self.source.names()
+        for name in names:
+            await self.current(name)
+        return len(names)
 
     async def get(self, name: str, version: int) -> CompiledTariff:
         key = (name, version)

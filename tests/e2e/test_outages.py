@@ -15,6 +15,7 @@ from ocs.diameter import constants as c
 from tests.e2e.daemon import Daemon, provision_demo, require_services
 from tests.e2e.diameter_client import GyClient, ccr, result
 from tests.e2e.proxy import TcpProxy
+from tests.e2e.radius_client import acct, send
 
 pytestmark = pytest.mark.e2e
 
@@ -68,3 +69,99 @@ def test_redis_outage_answers_3004_and_recovers(via_proxy: tuple[Daemon, TcpProx
         assert _readyz(d.ports["http"])[0] == 200
     finally:
         cl.close()
+
+
+def test_redis_outage_drops_radius_and_recovers(via_proxy: tuple[Daemon, TcpProxy]) -> None:
+    """RADIUS has no "busy" answer: while Redis is away the request is dropped so the NAS retransmits."""
+    d, proxy = via_proxy
+    assert send(d.ports["acct"], acct(3, "ro-1", time=30)) is not None
+    proxy.cut()
+    assert send(d.ports["acct"], acct(3, "ro-2", time=30)) is None
+    proxy.restore()
+    deadline = time.monotonic() + 20
+    reply = None
+    while reply is None and time.monotonic() < deadline:
+        reply = send(d.ports["acct"], acct(3, "ro-2", time=30))  # the NAS's retransmission, answered now
+    assert reply is not None and reply.code == 5
+    assert 'reason="store_unavailable"' in _metrics(d.ports["http"])
+
+
+def test_hung_redis_answers_3004_within_the_timeout(via_proxy: tuple[Daemon, TcpProxy]) -> None:
+    """A Redis that keeps the connection open but never answers is noticed by our own timeout (5 s)."""
+    d, proxy = via_proxy
+    cl = GyClient(d.ports["diameter"])
+    try:
+        assert result(cl.cer()) == 2001
+        assert result(cl.request(c.CCR, 4, *ccr("h;1", c.INITIAL, 0, called="4930", rg=1))) == 2001
+        proxy.freeze()
+        t0 = time.monotonic()
+        ans = cl.request(c.CCR, 4, *ccr("h;2", c.INITIAL, 0, called="4930", rg=1))
+        assert result(ans) == 3004 and time.monotonic() - t0 < 8
+        proxy.thaw()
+        deadline = time.monotonic() + 20
+        code = 0
+        while code != 2001 and time.monotonic() < deadline:
+            code = result(cl.request(c.CCR, 4, *ccr("h;3", c.INITIAL, 0, called="4930", rg=1)))
+            time.sleep(0.2)
+        assert code == 2001
+    finally:
+        cl.close()
+
+
+@pytest.fixture
+def pg_via_proxy(tmp_path: Path) -> Iterator[tuple[Daemon, TcpProxy]]:
+    require_services()
+    proxy = TcpProxy("127.0.0.1", 5432)
+    d = Daemon(tmp_path)
+    d.extra_env = {"OCS_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{proxy.port}/{d.name}"}
+    d.write_config()
+    d.create_database()
+    provision_demo(d)
+    try:
+        d.start()
+        yield d, proxy
+        assert d.stop() == 0
+    finally:
+        proxy.close()
+        d.cleanup()
+
+
+def test_postgres_outage_keeps_charging_and_loses_nothing(pg_via_proxy: tuple[Daemon, TcpProxy]) -> None:
+    d, proxy = pg_via_proxy
+    proxy.cut()
+    status, body = 0, ""
+    for _ in range(50):  # /readyz notices at its next check
+        status, body = _readyz(d.ports["http"])
+        if status == 503:
+            break
+        time.sleep(0.1)
+    assert status == 503 and "postgres" in body
+    cl = GyClient(d.ports["diameter"])
+    try:
+        assert result(cl.cer()) == 2001
+        assert result(cl.request(c.CCR, 4, *ccr("pg;1", c.INITIAL, 0, called="4930123456", rg=1))) == 2001
+        assert result(cl.request(c.CCR, 4, *ccr("pg;1", c.UPDATE, 1, rg=1, used=61))) == 2001
+        assert result(cl.request(c.CCR, 4, *ccr("pg;1", c.TERMINATION, 2, rg=1, used=5))) == 2001
+    finally:
+        cl.close()
+    r = d.redis()
+    try:  # the usage is buffered in the streams meanwhile
+        assert sum(r.xlen(f"{d.prefix}{{s{s:02d}}}:usage") for s in range(16)) >= 3
+    finally:
+        r.close()
+    proxy.restore()
+    out: list[str] = []
+    for _ in range(100):
+        out = d.ocsctl("cdr", "export", check=False).stdout.splitlines()
+        if len(out) == 2:
+            break
+        time.sleep(0.2)
+    assert len(out) == 2 and out[1].startswith("pg;1,alice,diameter,voice,")
+    assert d.ocsctl("account", "show", "alice", json_out=True)["balance"] == "9.914"
+    rec = d.ocsctl("reconcile", json_out=True)  # balance = top-ups - settled charges, from PostgreSQL
+    assert rec["differences"] == 0 and rec["accounts"] == 1
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
