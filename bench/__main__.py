@@ -22,7 +22,8 @@ from typing import Any
 
 from bench.common import format_table
 
-MODULES = ("rating", "tariff_import", "redis_scripts", "flush", "diameter", "diameter_reference", "radius")
+MODULES = ("rating", "tariff_import", "redis_scripts", "flush", "memory", "diameter", "diameter_reference", "radius",
+           "scaling")
 DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"
 
 

@@ -33,10 +33,10 @@ def cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def rss_mb() -> float | None:
-    """Current resident set size in MiB from /proc (None off Linux)."""
+def rss_mb(pid: int | str = "self") -> float | None:
+    """Resident set size in MiB from /proc of this process (or of ``pid``: the ocsd under load)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as fh:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
             for line in fh:
                 if line.startswith("VmRSS:"):
                     return round(int(line.split()[1]) / 1024.0, 1)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_seconds, format_table, proc_cpu_seconds, row
+from bench.common import cpu_seconds, format_table, proc_cpu_seconds, row, rss_mb
 from ocs.diameter import codec
 from ocs.diameter import constants as c
 from tests.e2e.daemon import Daemon, free_port, provision_demo
@@ -159,7 +159,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 cpu, gen = proc_cpu_seconds(d.proc.pid) - cpu0, cpu_seconds() - gen0
                 rows.append(row(f"diameter CCR ({conc} concurrent sessions)", n, elapsed, lat,
                                 ocsd_cpu_us_per_ccr=round(cpu / n * 1e6, 1),
-                                gen_cpu_us_per_ccr=round(gen / n * 1e6, 1), target="3000/s"))
+                                gen_cpu_us_per_ccr=round(gen / n * 1e6, 1), ocsd_rss_mb=rss_mb(d.proc.pid),
+                                target="3000/s"))
             cpu0 = proc_cpu_seconds(d.proc.pid)
             n, elapsed, lat = asyncio.run(_paced(d.ports["diameter"], PACED_RATE, 3 if quick else 10))
             cpu = proc_cpu_seconds(d.proc.pid) - cpu0

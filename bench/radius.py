@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from bench.common import cpu_seconds, format_table, proc_cpu_seconds, row
+from bench.common import cpu_seconds, format_table, proc_cpu_seconds, row, rss_mb
 from tests.e2e.daemon import REDIS_URL, Daemon, free_port, provision_demo
 from tests.e2e.radius_client import SECRET, access, acct, exchange
 
@@ -361,6 +361,7 @@ def measure(name: str, port: int, plan: list[list[list[bytes]]], deadline_s: flo
         "max_gap_ms": round(res.gap[1] * 1000, 1),
         "in_flight": sum(len(queues) for queues in plan),
         "server_cpu_us_per_req": round(srv / n * 1e6, 1),
+        "server_rss_mb": rss_mb(server_pid),
         "gen_cpu_us_per_req": round(res.gen_cpu / n * 1e6, 1),
     }
     if redis_pid is not None:

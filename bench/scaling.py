@@ -1,0 +1,92 @@
+"""One ocsd against two on the same ports (``node.reuse_port``), sharing one Redis: docs/scaling.md.
+
+The same loads run against one instance and then against two started from the same config file
+(each with its own ``OCS_NODE_NAME`` and ``OCS_HTTP_LISTEN``): Diameter from 8 connections (the
+kernel spreads connections over the listeners) and the RADIUS accounting mix from 8 sockets (it
+spreads datagrams by source address and port).  CPU is summed over the instances.  On a 2-core
+machine that also runs Redis and the load generator, a second process can only use what is left
+of the two cores; the rows show how much that is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.common import format_table, proc_cpu_seconds, row, rss_mb
+from bench.diameter import _load
+from bench.radius import _acct_packets, _run, blast, make_plan, warm_up
+from tests.e2e.daemon import Daemon, free_port, provision_demo
+
+CONNECTIONS = 8
+
+
+@contextlib.contextmanager
+def instances(tmp: Path, n: int) -> Iterator[list[Daemon]]:
+    (tmp / "0").mkdir()
+    first = Daemon(tmp / "0", reuse_port=True)
+    first.write_config()
+    first.create_database()
+    provision_demo(first, balance="1000000.00")
+    out = [first]
+    for i in range(1, n):
+        (tmp / str(i)).mkdir()
+        d = dataclasses.replace(first, tmp=tmp / str(i), proc=None, log_lines=[], extra_env={
+            "OCS_NODE_NAME": f"{first.name}-{i}", "OCS_HTTP_LISTEN": f"127.0.0.1:{free_port()}"})
+        d.config_path.write_text(first.config_path.read_text())
+        out.append(d)
+    try:
+        for d in out:
+            d.start()
+        yield out
+    finally:
+        for d in out[1:]:
+            d.stop()
+        first.stop()
+        first.cleanup()
+
+
+def _cpu(ds: list[Daemon]) -> float:
+    return sum(proc_cpu_seconds(d.proc.pid) for d in ds if d.proc is not None)
+
+
+def _rss(ds: list[Daemon]) -> float:
+    return round(sum(rss_mb(d.proc.pid) or 0.0 for d in ds if d.proc is not None), 1)
+
+
+async def _diameter(port: int, seconds: float) -> tuple[int, float, list[float]]:
+    parts = await asyncio.gather(*(_load(port, 25, seconds) for _ in range(CONNECTIONS)))
+    return sum(p[0] for p in parts), max(p[1] for p in parts), [x for p in parts for x in p[2]]
+
+
+def _measure(n: int, quick: bool) -> list[dict[str, Any]]:
+    seconds, calls = (3.0, 2000) if quick else (8.0, 6000)
+    with tempfile.TemporaryDirectory() as tmp, instances(Path(tmp), n) as ds:
+        ports = ds[0].ports
+        asyncio.run(_load(ports["diameter"], 10, 1))  # warm-up
+        warm_up(ports["auth"], ports["acct"])
+        c0 = _cpu(ds)
+        done, elapsed, lat = asyncio.run(_diameter(ports["diameter"], seconds))
+        dia = row(f"scaling: diameter CCR, {n} ocsd on one port ({CONNECTIONS} connections)", done, elapsed, lat,
+                  ocsd_cpu_us_per_req=round((_cpu(ds) - c0) / max(done, 1) * 1e6, 1), ocsd_rss_mb=_rss(ds),
+                  instances=n)
+        c0 = _cpu(ds)
+        res = _run(blast(ports["acct"], make_plan(calls, _acct_packets, sockets=CONNECTIONS, window=32), 60.0))
+        rad = row(f"scaling: radius Start/Interim/Stop, {n} ocsd on one port ({CONNECTIONS} sockets)", res.answered,
+                  res.elapsed, res.latencies, lost=res.lost,
+                  ocsd_cpu_us_per_req=round((_cpu(ds) - c0) / max(res.answered, 1) * 1e6, 1), ocsd_rss_mb=_rss(ds),
+                  instances=n)
+    return [dia, rad]
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    return _measure(1, quick) + _measure(2, quick)
+
+
+if __name__ == "__main__":
+    print(format_table(run()))
