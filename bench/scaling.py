@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 from bench.common import format_table, proc_cpu_seconds, row, rss_mb
 from bench.diameter import _load
 from bench.radius import _acct_packets, _run, blast, make_plan, warm_up
-from tests.e2e.daemon import Daemon, free_port, provision_demo
+from tests.e2e.daemon import Daemon, provision_demo
 
 CONNECTIONS = 8
 
@@ -33,13 +32,7 @@ def instances(tmp: Path, n: int) -> Iterator[list[Daemon]]:
     first.write_config()
     first.create_database()
     provision_demo(first, balance="1000000.00")
-    out = [first]
-    for i in range(1, n):
-        (tmp / str(i)).mkdir()
-        d = dataclasses.replace(first, tmp=tmp / str(i), proc=None, log_lines=[], extra_env={
-            "OCS_NODE_NAME": f"{first.name}-{i}", "OCS_HTTP_LISTEN": f"127.0.0.1:{free_port()}"})
-        d.config_path.write_text(first.config_path.read_text())
-        out.append(d)
+    out = [first] + [first.sibling(tmp / str(i), str(i)) for i in range(1, n)]
     try:
         for d in out:
             d.start()

@@ -9,6 +9,7 @@ line and, on :meth:`stop`, sends SIGTERM and checks the exit status.  The
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -133,6 +134,21 @@ format = "json"
 {self.extra_toml}
 """
         )
+
+    def sibling(self, tmp: Path, suffix: str) -> Daemon:
+        """Another instance from the same config file (database, prefix, shared ports with
+        ``reuse_port``) with its own node name and HTTP port, set through the environment as
+        ``systemd/ocsd@.service`` does; write_config/create_database are not needed for it."""
+        tmp.mkdir(parents=True, exist_ok=True)
+        other = dataclasses.replace(self, tmp=tmp, proc=None, log_lines=[], extra_env={
+            **self.extra_env, "OCS_NODE_NAME": f"{self.name}-{suffix}", "OCS_HTTP_LISTEN": f"127.0.0.1:{free_port()}"})
+        other.config_path.write_text(self.config_path.read_text())
+        return other
+
+    @property
+    def http_port(self) -> int:
+        listen = self.extra_env.get("OCS_HTTP_LISTEN")
+        return int(listen.rsplit(":", 1)[1]) if listen else self.ports["http"]
 
     def create_database(self) -> None:
         _pg(PG_ADMIN_DSN, f'CREATE DATABASE "{self.name}"')

@@ -20,11 +20,15 @@ from tests.e2e.radius_client import acct, send
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def via_proxy(tmp_path: Path) -> Iterator[tuple[Daemon, TcpProxy]]:
+def _proxied(tmp_path: Path, store_port: int) -> Iterator[tuple[Daemon, TcpProxy]]:
+    """A provisioned, running ocsd reaching one store (Redis 6379 or PostgreSQL 5432) through a proxy."""
     require_services()
-    proxy = TcpProxy("127.0.0.1", 6379)
-    d = Daemon(tmp_path, redis_url=f"redis://127.0.0.1:{proxy.port}/0")
+    proxy = TcpProxy("127.0.0.1", store_port)
+    d = Daemon(tmp_path)
+    if store_port == 6379:
+        d.redis_url = f"redis://127.0.0.1:{proxy.port}/0"
+    else:
+        d.extra_env = {"OCS_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{proxy.port}/{d.name}"}
     d.write_config()
     d.create_database()
     provision_demo(d)
@@ -36,6 +40,11 @@ def via_proxy(tmp_path: Path) -> Iterator[tuple[Daemon, TcpProxy]]:
         proxy.close()
         d.redis_url = "redis://127.0.0.1:6379/0"
         d.cleanup()
+
+
+@pytest.fixture
+def via_proxy(tmp_path: Path) -> Iterator[tuple[Daemon, TcpProxy]]:
+    yield from _proxied(tmp_path, 6379)
 
 
 def _readyz(port: int) -> tuple[int, str]:
@@ -110,20 +119,7 @@ def test_hung_redis_answers_3004_within_the_timeout(via_proxy: tuple[Daemon, Tcp
 
 @pytest.fixture
 def pg_via_proxy(tmp_path: Path) -> Iterator[tuple[Daemon, TcpProxy]]:
-    require_services()
-    proxy = TcpProxy("127.0.0.1", 5432)
-    d = Daemon(tmp_path)
-    d.extra_env = {"OCS_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{proxy.port}/{d.name}"}
-    d.write_config()
-    d.create_database()
-    provision_demo(d)
-    try:
-        d.start()
-        yield d, proxy
-        assert d.stop() == 0
-    finally:
-        proxy.close()
-        d.cleanup()
+    yield from _proxied(tmp_path, 5432)
 
 
 def test_postgres_outage_keeps_charging_and_loses_nothing(pg_via_proxy: tuple[Daemon, TcpProxy]) -> None:

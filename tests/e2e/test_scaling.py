@@ -7,7 +7,6 @@ once; each instance answers /metrics on its own port with its own node name.
 
 from __future__ import annotations
 
-import dataclasses
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ocs.diameter import constants as c
-from tests.e2e.daemon import Daemon, free_port, provision_demo, require_services
+from tests.e2e.daemon import Daemon, provision_demo, require_services
 from tests.e2e.diameter_client import GyClient, ccr, result
 from tests.e2e.radius_client import acct, send
 
@@ -26,15 +25,11 @@ pytestmark = pytest.mark.e2e
 def pair(tmp_path: Path) -> Iterator[tuple[Daemon, Daemon]]:
     require_services()
     (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
     a = Daemon(tmp_path / "a", reuse_port=True)
     a.write_config()
     a.create_database()
     provision_demo(a)
-    # the same file contents (database, prefix, ports) but its own node name and HTTP port, from the environment
-    b = dataclasses.replace(a, tmp=tmp_path / "b", proc=None, log_lines=[],
-                            extra_env={"OCS_NODE_NAME": f"{a.name}-b", "OCS_HTTP_LISTEN": f"127.0.0.1:{free_port()}"})
-    b.config_path.write_text(a.config_path.read_text())
+    b = a.sibling(tmp_path / "b", "b")
     try:
         a.start()
         b.start()
@@ -77,8 +72,7 @@ def test_two_instances_share_ports_and_sessions(pair: tuple[Daemon, Daemon]) -> 
         assert reply is not None and reply.code == 5
     counts = []
     for d in (a, b):
-        port = d.extra_env.get("OCS_HTTP_LISTEN", f"127.0.0.1:{d.ports['http']}").rsplit(":", 1)[1]
-        text = _metrics(f"http://127.0.0.1:{port}/metrics")
+        text = _metrics(f"http://127.0.0.1:{d.http_port}/metrics")
         counts.append(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                           if line.startswith('ocs_requests_total{protocol="radius"')))
     assert sum(counts) == 40
