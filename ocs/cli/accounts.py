@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import uuid
 from typing import Any
 
@@ -101,7 +102,12 @@ async def _add_alias(conn: asyncpg.Connection, account_id: str, value: str, kind
                        value, account_id, kind or alias_kind(value))
 
 
+ACCOUNT_ID = re.compile(r"[^\s\x00-\x1f\x7f]{1,128}")  # printable, no blanks: it is part of Redis keys and CSV
+
+
 async def create_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    if not ACCOUNT_ID.fullmatch(args.id):
+        raise Refused(f"account id {args.id!r}: 1-128 printable characters without blanks")
     conn = await ctx.pg()
     limit = _amount(args.credit_limit, "--credit-limit", allow_negative=False)
     if limit and not args.postpaid:

@@ -22,7 +22,7 @@ from ocs.store.keys import Keys
 from ocs.store.outcomes import text
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.scripts import Script
-from ocs.store.sessions import SEP, ms
+from ocs.store.sessions import ms, parse_member
 
 log = structlog.get_logger("ocs.reaper")
 BATCH = 200
@@ -63,15 +63,15 @@ class Reaper:
         reaped = 0
         for raw in members:
             member = text(raw)
-            account, sid, rg = member.split(SEP)
-            keys = [self.keys.account(account), self.keys.session(account, sid, int(rg)), expiry,
+            account, sid, rg = parse_member(member)
+            keys = [self.keys.account(account), self.keys.session(account, sid, rg), expiry,
                     self.keys.usage(shard), self.keys.seq(shard)]
             code, _released = await self.rp.script(
                 self.script, keys, [now_ms, member, f"s{shard:02d}", now.isoformat(), self.ttl])
             if text(code) == "REAPED":
                 reaped += 1
                 self.metrics.reaped.inc()
-                log.info("session_expired", session=sid, account=account, rating_group=int(rg))
+                log.info("session_expired", session=sid, account=account, rating_group=rg)
         return reaped
 
     async def refresh_gauges(self) -> None:

@@ -22,7 +22,7 @@ from ocs.store.pipeline import AutoPipeline
 from ocs.store.scripts import Script
 from ocs.store.tariff_cache import TariffCache, TariffNotFound
 
-SEP = "\x1f"  # expiry/origin member separator: never in a session id or account id
+SEP = "\x1f"  # separator of packed context and of expiry/origin members (ASCII unit separator)
 CACHE_LIMIT = 200_000  # entries per node-local cache (cleared whole when full: a miss only costs a read)
 
 
@@ -35,8 +35,25 @@ def plan_arg(plan: GrantPlan) -> str:
 
 
 def pack_context(ctx: dict[str, str]) -> str:
-    """Session fields as one argument (``_lib.lua`` ``set_context``)."""
-    return SEP.join(x for kv in ctx.items() for x in kv)
+    """Session fields as one argument (``_lib.lua`` ``set_context``).
+
+    Values come from the wire (Session-Id, Calling-Station-Id, ...): a separator inside one
+    would shift every later field (a calling number ``x\x1facct\x1fvictim`` would rewrite the
+    session's account), so it is replaced by U+FFFD.
+    """
+    return SEP.join(x for k, v in ctx.items() for x in (k, v.replace(SEP, "\ufffd")))
+
+
+def member(account: str, sid: str, rg: int) -> str:
+    """A session's member in the shard expiry zset and the origin sets."""
+    return f"{account}{SEP}{sid}{SEP}{rg}"
+
+
+def parse_member(raw: str) -> tuple[str, str, int]:
+    """Inverse of :func:`member`; a session id may itself contain the separator (it is the wire's)."""
+    account, rest = raw.split(SEP, 1)
+    sid, rg = rest.rsplit(SEP, 1)
+    return account, sid, int(rg)
 
 
 def iso(ts: datetime) -> str:
@@ -131,7 +148,7 @@ class SessionStore:
         self._states.pop((account, sid, rg), None)
 
     def _member(self, account: str, sid: str, rg: int) -> str:
-        return f"{account}{SEP}{sid}{SEP}{rg}"
+        return member(account, sid, rg)
 
     def _expiry_ms(self, req: ChargeRequest | None = None) -> int:
         now = datetime.now(UTC)
@@ -334,8 +351,4 @@ class SessionStore:
 
     async def of_origin(self, origin: str) -> list[tuple[str, str, int]]:
         members = await self.rp.call("SMEMBERS", self.keys.origin(origin))
-        out = []
-        for m in members:
-            account, sid, rg = text(m).split(SEP)
-            out.append((account, sid, int(rg)))
-        return out
+        return [parse_member(text(m)) for m in members]

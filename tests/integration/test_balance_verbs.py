@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis.asyncio as aioredis
 
 from ocs.charging import Charging
 from ocs.model import EventAction, Service, Status
+from ocs.store.reaper import Reaper
 from tests.integration.balance_fixtures import T0, account_state, provision, voice
 
 pytestmark = pytest.mark.integration
@@ -209,3 +211,22 @@ async def test_two_nodes_on_one_session_charge_cumulatively(core: Charging, redi
         assert bal_a == bal_b and rsv_a == 0
     finally:
         await other.close()
+
+
+async def test_separators_from_the_wire_cannot_shift_fields(core: Charging, redis_client: aioredis.Redis,
+                                                            reaper: Reaper) -> None:
+    """A Session-Id or calling number carrying the context separator (0x1f) is data, never structure:
+    the session stays the caller's, the origin index and the reaper still parse it."""
+    await provision(redis_client, core.keys, "alice", 10_000_000)
+    await provision(redis_client, core.keys, "victim", 10_000_000)
+    sid = "evil\x1fvictim\x1f0"
+    req = dataclasses.replace(voice(sid, 0), calling="x\x1facct\x1fvictim\x1fcur\x1fXXX")
+    assert (await core.initiate(req)).ok
+    fields = await redis_client.hgetall(core.keys.session("alice", sid, 0))
+    assert fields[b"acct"] == b"alice" and fields[b"cur"] == b"EUR"
+    assert await core.sessions.of_origin("nas1") == [("alice", sid, 0)]
+    assert (await core.update(voice(sid, 1, used=61))).charged == 86_000
+    later = datetime.now(UTC) + timedelta(hours=2)  # long silent: reaped, whatever its id contains
+    assert await reaper.reap_once(later) == 1
+    assert await account_state(redis_client, core.keys, "alice") == (10_000_000 - 86_000, 0)
+    assert await account_state(redis_client, core.keys, "victim") == (10_000_000, 0)

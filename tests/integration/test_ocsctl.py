@@ -75,6 +75,8 @@ def test_refusals_and_usage_errors(ctl) -> None:  # type: ignore[no-untyped-def]
     _one_line(run("account", "frobnicate", ok=2))
     _one_line(run("tariff", "rate", "t", "49", "--at", "yesterday", ok=2))
     assert "not rated" in _one_line(run("tariff", "rate", "t", "33", ok=1))
+    for bad in ("has space", "ctl\x1fchar", ""):
+        assert "account id" in _one_line(run("account", "create", bad, "--currency", "EUR", "--tariff", "t", ok=1))
 
 
 def test_tariff_rate_json(ctl) -> None:  # type: ignore[no-untyped-def]
