@@ -17,7 +17,7 @@ Semantics kept from redis-py, so callers see no difference:
   :class:`ocs.model.StoreUnavailable`; the next command reconnects.
 
 Only plain TCP or a Unix socket (with optional AUTH and SELECT) is spoken;
-TLS and Redis Cluster stay on redis-py (``pipeline.RedisPyBackend``).
+TLS and Redis Cluster stay on redis-py's pipeline (see :mod:`ocs.store.pipeline`).
 """
 
 from __future__ import annotations
@@ -89,14 +89,22 @@ class Endpoint:
 
 
 class _Protocol(asyncio.Protocol):
+    """Forwards to its connection only while it is the connection's current one.
+
+    (A closed connection's ``connection_lost`` may arrive after a reconnect; it must not
+    clobber the new transport or fail the new connection's commands.)
+    """
+
     def __init__(self, conn: RespConnection) -> None:
         self.conn = conn
 
     def data_received(self, data: bytes) -> None:
-        self.conn.data_received(data)
+        if self.conn._protocol is self:
+            self.conn.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.conn.connection_lost(exc)
+        if self.conn._protocol is self:
+            self.conn.connection_lost(exc)
 
 
 Settle = Callable[[tuple[Any, ...], "asyncio.Future[Any]", Any], None]
@@ -123,6 +131,7 @@ class RespConnection:
         self.endpoint = endpoint
         self.settle = settle or _settle
         self.transport: asyncio.Transport | None = None
+        self._protocol: _Protocol | None = None
         self._reader: Any = None
         self._waiting: collections.deque[tuple[tuple[Any, ...], asyncio.Future[Any], float]] = collections.deque()
         self._connecting: asyncio.Future[None] | None = None
@@ -149,15 +158,16 @@ class RespConnection:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         ep = self.endpoint
-        self._reader = hiredis.Reader(replyError=_ReplyError)
         try:
             if ep.path:
                 coro = loop.create_unix_connection(lambda: _Protocol(self), ep.path)
             else:
                 coro = loop.create_connection(lambda: _Protocol(self), ep.host, ep.port)
-            transport, _ = await asyncio.wait_for(coro, ep.connect_timeout)
+            transport, protocol = await asyncio.wait_for(coro, ep.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: cannot connect to {ep.path or f'{ep.host}:{ep.port}'}: {exc}") from exc
+        self._reader = hiredis.Reader(replyError=_ReplyError)
+        self._protocol = protocol
         self.transport = transport  # uvloop transports are not asyncio subclasses: no isinstance checks
         hello: list[tuple[Any, ...]] = []
         if ep.password:
@@ -193,7 +203,12 @@ class RespConnection:
         reader.feed(data)
         waiting, settle = self._waiting, self.settle
         while True:
-            reply = reader.gets()
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError as exc:  # not RESP: nothing after this can be trusted
+                self._fail(StoreUnavailable(f"redis: protocol error: {exc}"))
+                self.close()
+                return
             if reply is False:
                 return
             if not waiting:  # a reply nobody asked for: the stream is out of step
@@ -227,6 +242,7 @@ class RespConnection:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._protocol = None
         transport, self.transport = self.transport, None
         if transport is not None:
             transport.abort()

@@ -116,3 +116,30 @@ async def test_unreachable_server_is_store_unavailable() -> None:
     conn = RespConnection(Endpoint(host="127.0.0.1", port=1, connect_timeout=1))
     with pytest.raises(StoreUnavailable):
         await conn.connect()
+
+
+async def test_a_server_that_speaks_no_resp_fails_cleanly() -> None:
+    """Pointed at the wrong port (an HTTP server, say): the commands fail, the process goes on."""
+
+    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+        await reader.read(100)  # until our side gives up and closes
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(http, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = RespConnection(Endpoint(port=port))
+    try:
+        await conn.connect()
+        fut = asyncio.get_running_loop().create_future()
+        conn.send([(("PING",), fut)])
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(fut, 5)
+        assert not conn.connected
+    finally:
+        conn.close()
+        server.close()
+        await server.wait_closed()
