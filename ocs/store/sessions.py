@@ -340,6 +340,7 @@ class SessionStore:
                                                              self._member(acct.id, new, 0), new, expiry]))
         if res != "OK":
             return False
+        self.forget(acct.id, old, 0)  # the hold lives under the new key now
         origin = text(await self.rp.call("HGET", keys[1], "origin"))
         await asyncio.gather(
             self.rp.submit("SET", self.keys.session_index(new), acct.id, "EX", 86400),
