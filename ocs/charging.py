@@ -16,6 +16,7 @@ stored-outcome check makes the retry answer the duplicate identically.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from datetime import UTC, datetime
@@ -152,6 +153,33 @@ class Charging:
         t0 = time.perf_counter()
         try:
             return await self._charge(req, terminate=True)
+        finally:
+            self._observe("terminate", t0)
+
+    async def terminate_session(self, req: ChargeRequest) -> Outcome:
+        """End every rating group of ``req.session`` (a Diameter CCR-T without MSCC).
+
+        The single-service form (only rating group 0) is ``terminate``.  A session that opened
+        rating groups through MSCC and ends without reporting them has each group closed with the
+        usage charged so far (its hold released, its CDR written); usage reported at command
+        level is attributed to the lowest group.  One outcome: the groups' charges summed.
+        """
+        t0 = time.perf_counter()
+        try:
+            groups = await self.sessions.groups(req.session)
+            if not groups:
+                return await self._charge(req, terminate=True)
+            zero = await self.sessions.find(req, self.accounts)
+            if zero is not None and not zero.closed:
+                groups = [0, *groups]  # rating group 0 opened too (an MSCC without Rating-Group)
+            outs = await asyncio.gather(*(
+                self._charge(dataclasses.replace(req, rating_group=rg, used_units=req.used_units if i == 0 else 0),
+                             terminate=True) for i, rg in enumerate(groups)))
+            ok = [o for o in outs if o.ok]
+            if not ok:
+                return outs[0]
+            return dataclasses.replace(ok[0], charged=sum(o.charged for o in ok),
+                                       duplicate=all(o.duplicate for o in ok))
         finally:
             self._observe("terminate", t0)
 

@@ -139,6 +139,9 @@ class ChargingCore(Protocol):
     async def terminate(self, req: ChargeRequest) -> Outcome:
         """Debit final usage, release the rest, write the CDR (CCR-T, Stop)."""
 
+    async def terminate_session(self, req: ChargeRequest) -> Outcome:
+        """Terminate every rating group of the session (Diameter CCR-T without MSCC)."""
+
     async def event(self, req: ChargeRequest, action: EventAction) -> Outcome:
         """One-shot charging (CCR-E): direct debit, refund, balance check, price enquiry."""
 

@@ -209,6 +209,8 @@ async def handle_ccr(core: ChargingCore, ccr: Ccr) -> list[Outcome]:
         calls = [core.initiate(r) for r in ccr.requests]
     elif ccr.request_type == c.UPDATE:
         calls = [core.update(r) for r in ccr.requests]
+    elif ccr.request_type == c.TERMINATION and not ccr.mscc:  # the whole session, every rating group
+        calls = [core.terminate_session(ccr.requests[0])]
     elif ccr.request_type == c.TERMINATION:
         calls = [core.terminate(r) for r in ccr.requests]
     else:

@@ -19,6 +19,8 @@ Keys (``P`` is ``redis.key_prefix``, ``S`` the ``{sNN}`` tag):
 - ``P alias:<value>``        string: account id
 - ``P sidx:<sid>``            string: account id owning front-end session ``sid`` (so an
                                update/terminate without a subscriber still finds it)
+- ``P sidx:<sid>:rg``        set of the rating groups other than 0 that session ``sid`` opened (a
+                               Diameter CCR-T without MSCC ends them all)
 - ``P origin:<origin>``      set of ``sid|rg|account`` opened through a NAS/peer
 - ``P tariffs:gen``          counter bumped by every tariff import (daemons reload)
 """
@@ -74,6 +76,9 @@ class Keys:
 
     def session_index(self, session: str) -> str:
         return f"{self.prefix}sidx:{session}"
+
+    def session_groups(self, session: str) -> str:
+        return f"{self.prefix}sidx:{session}:rg"
 
     def origin(self, origin: str) -> str:
         return f"{self.prefix}origin:{origin}"

@@ -182,10 +182,12 @@ class SessionStore:
         if code == "OK":
             self._remember(req.session, acct.id)
             self._keep(SessionState(acct.id, req.session, req.rating_group, {**ctx, "used": "0", "chg": "0"}, sel))
+            more = [self.rp.submit("SADD", self.keys.origin(req.origin), member)] if req.origin else []
+            if req.rating_group:
+                groups = self.keys.session_groups(req.session)
+                more += [self.rp.submit("SADD", groups, req.rating_group), self.rp.submit("EXPIRE", groups, 86400)]
             await asyncio.gather(
-                self.rp.submit("SET", self.keys.session_index(req.session), acct.id, "EX", 86400),
-                *([self.rp.submit("SADD", self.keys.origin(req.origin), member)] if req.origin else []),
-            )
+                self.rp.submit("SET", self.keys.session_index(req.session), acct.id, "EX", 86400), *more)
         return self._result(code, out, acct.id, acct.currency, {
             "EXISTS": Outcome(Status.INVALID, reason="session already open", account=acct.id),
             "NOCREDIT": Outcome(Status.OUT_OF_CREDIT, reason="no credit", account=acct.id,
@@ -349,6 +351,10 @@ class SessionStore:
               if origin else []),
         )
         return True
+
+    async def groups(self, session: str) -> list[int]:
+        """The rating groups other than 0 that ``session`` opened, ascending."""
+        return sorted(int(text(g)) for g in await self.rp.call("SMEMBERS", self.keys.session_groups(session)))
 
     async def of_origin(self, origin: str) -> list[tuple[str, str, int]]:
         members = await self.rp.call("SMEMBERS", self.keys.origin(origin))

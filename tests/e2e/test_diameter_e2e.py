@@ -162,3 +162,17 @@ def test_sms_event_and_price_enquiry(daemon: Daemon) -> None:
         assert result(cca) == 2001 and cca.first(c.COST_INFORMATION) is not None
     finally:
         cl.close()
+
+
+def test_ccr_t_without_mscc_ends_the_rating_groups(daemon: Daemon) -> None:
+    """A gateway that opened Rating-Group 1 through MSCC and ends with a bare CCR-T: 2001, hold released."""
+    cl = _client(daemon)
+    try:
+        assert result(cl.request(c.CCR, 4, *ccr("gy;bare", c.INITIAL, 0, called="4930123456", rg=1))) == 2001
+        assert result(cl.request(c.CCR, 4, *ccr("gy;bare", c.UPDATE, 1, rg=1, used=61))) == 2001
+        assert daemon.ocsctl("account", "show", "alice", json_out=True)["reserved"] != "0.00"
+        assert result(cl.request(c.CCR, 4, *ccr("gy;bare", c.TERMINATION, 2, mscc=False))) == 2001
+    finally:
+        cl.close()
+    shown = daemon.ocsctl("account", "show", "alice", json_out=True)
+    assert (shown["balance"], shown["reserved"]) == ("9.914", "0.00")

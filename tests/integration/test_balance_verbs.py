@@ -230,3 +230,22 @@ async def test_separators_from_the_wire_cannot_shift_fields(core: Charging, redi
     assert await reaper.reap_once(later) == 1
     assert await account_state(redis_client, core.keys, "alice") == (10_000_000 - 86_000, 0)
     assert await account_state(redis_client, core.keys, "victim") == (10_000_000, 0)
+
+
+async def test_terminate_session_ends_every_rating_group(core: Charging, redis_client: aioredis.Redis) -> None:
+    """A Diameter CCR-T without MSCC after MSCC rating groups: every group closed, holds released, once."""
+    await provision(redis_client, core.keys, "alice", 10_000_000)
+    for rg in (1, 2):
+        assert (await core.initiate(dataclasses.replace(voice("ms", 0), rating_group=rg))).ok
+    assert (await core.update(dataclasses.replace(voice("ms", 1, used=61), rating_group=1))).charged == 86_000
+    assert (await account_state(redis_client, core.keys, "alice"))[1] > 0  # both holds open
+    end = dataclasses.replace(voice("ms", 2, used=5), rating_group=0)  # command-level usage: to group 1
+    out = await core.terminate_session(end)
+    assert out.ok and out.charged == 0  # 66 s billed already covers 61 + 5
+    assert await account_state(redis_client, core.keys, "alice") == (10_000_000 - 86_000, 0)
+    again = await core.terminate_session(end)  # the retransmitted CCR-T
+    assert again.ok and again.duplicate and again.charged == 0
+    assert await account_state(redis_client, core.keys, "alice") == (10_000_000 - 86_000, 0)
+    # the single-service form is plain terminate
+    assert (await core.initiate(voice("ss", 0))).ok
+    assert (await core.terminate_session(voice("ss", 1, used=30))).charged == 50_000
