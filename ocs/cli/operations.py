@@ -161,7 +161,7 @@ async def rebuild_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
             dropped.append({"account": f.get("acct"), "session": f.get("sid"), "hold": money.format(int(f["hold"]))})
         await redis.delete(key)
     for shard in range(ctx.keys.shards):
-        await redis.delete(ctx.keys.expiry(shard))
+        await redis.delete(ctx.keys.expiry(shard), ctx.keys.totals(shard))  # no hold survives
     expected = {e["id"]: e for e in await _expected(ctx)}
     for e in expected.values():
         row = await conn.fetchrow("SELECT * FROM accounts WHERE id = $1", e["id"])

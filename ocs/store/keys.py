@@ -16,6 +16,8 @@ Keys (``P`` is ``redis.key_prefix``, ``S`` the ``{sNN}`` tag):
 - ``P S:expiry``             zset: session key -> expiry (epoch ms), for the reaper
 - ``P S:usage``              stream of usage records and CDRs (group ``flush``)
 - ``P S:seq``                counter for record ids
+- ``P S:totals``             hash: ``rsv`` = the shard's reserved money (kept by the scripts that
+                               move holds, so the ``ocs_reserved_micros`` gauge needs no SCAN)
 - ``P alias:<value>``        string: account id
 - ``P sidx:<sid>``            string: account id owning front-end session ``sid`` (so an
                                update/terminate without a subscriber still finds it)
@@ -67,6 +69,9 @@ class Keys:
 
     def usage(self, shard: int) -> str:
         return f"{self.tag(shard)}:usage"
+
+    def totals(self, shard: int) -> str:
+        return f"{self.tag(shard)}:totals"
 
     def seq(self, shard: int) -> str:
         return f"{self.tag(shard)}:seq"

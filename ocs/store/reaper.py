@@ -9,7 +9,6 @@ refreshes the active-session and reserved-money gauges.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime
 
 import structlog
@@ -65,7 +64,7 @@ class Reaper:
             member = text(raw)
             account, sid, rg = parse_member(member)
             keys = [self.keys.account(account), self.keys.session(account, sid, rg), expiry,
-                    self.keys.usage(shard), self.keys.seq(shard)]
+                    self.keys.usage(shard), self.keys.seq(shard), self.keys.totals(shard)]
             code, _released = await self.rp.script(
                 self.script, keys, [now_ms, member, f"s{shard:02d}", now.isoformat(), self.ttl])
             if text(code) == "REAPED":
@@ -78,17 +77,7 @@ class Reaper:
         counts = await asyncio.gather(*(self.rp.call("ZCARD", self.keys.expiry(s))
                                         for s in range(self.keys.shards)))
         self.metrics.active_sessions.set(sum(int(c) for c in counts))
-        reserved = 0
-        with contextlib.suppress(StoreUnavailable):
-            cursor: int | bytes = 0
-            pattern = f"{self.keys.prefix}{{s*}}:acct:*"
-            scanned = 0
-            while True:
-                cursor, batch = await self.rp.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-                vals = await asyncio.gather(*(self.rp.call("HGET", k, "rsv") for k in batch
-                                              if not text(k).endswith(":applied")))
-                reserved += sum(int(text(v) or 0) for v in vals)
-                scanned += len(batch)
-                if int(cursor) == 0 or scanned > 200_000:
-                    break
+        totals = await asyncio.gather(*(self.rp.call("HGET", self.keys.totals(s), "rsv")
+                                        for s in range(self.keys.shards)))
+        reserved = sum(int(text(v) or 0) for v in totals)  # kept by the scripts that move holds
         self.metrics.reserved.set(reserved)

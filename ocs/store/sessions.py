@@ -173,7 +173,7 @@ class SessionStore:
         sh = self._shard(acct.id)
         now = datetime.now(UTC)
         keys = [self.keys.account(acct.id), self.keys.session(acct.id, req.session, req.rating_group),
-                self.keys.expiry(sh)]
+                self.keys.expiry(sh), self.keys.totals(sh)]
         ctx = self._context(req, acct, sel, sel.start)
         args = [ms(now), req.request_number, self._expiry_ms(req), self.validity, member,
                 pack_context(ctx), plan_arg(plan)]
@@ -247,7 +247,7 @@ class SessionStore:
         plan = "" if terminate else plan_arg(tariff.grant_plan(sel, used, cap, done=rating))
         sh = self._shard(st.account)
         keys = [self.keys.account(st.account), self.keys.session(st.account, st.sid, st.rg),
-                self.keys.expiry(sh), self.keys.usage(sh), self.keys.seq(sh)]
+                self.keys.expiry(sh), self.keys.usage(sh), self.keys.seq(sh), self.keys.totals(sh)]
         now = datetime.now(UTC)
         args = [ms(now), req.request_number, self._expiry_ms(req), self.validity,
                 self._member(st.account, st.sid, st.rg), f"s{sh:02d}", st.f.get("used", "0"), used,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -51,15 +52,25 @@ async def test_money_is_conserved_under_concurrency(core: Charging, redis_client
         await provision(redis_client, core.keys, a, INITIAL)
     await _random_sessions(core, accounts, 200, seed=7)
     await flusher.flush_all()
+    reserved = 0
     for a in accounts:
         bal, rsv = await account_state(redis_client, core.keys, a)
         assert bal == INITIAL - await _settled(pg, a), a  # balance = top-ups - settled charges
         assert rsv >= 0
+        reserved += rsv
     # every usage record is in PostgreSQL once, and nothing is left in the streams
     assert sum([await redis_client.xlen(s) for s in core.keys.all_usage_streams()]) == 0
     dupes = await pg.fetchval("SELECT count(*) - count(DISTINCT (session_id, request_number, rating_group))"
                               " FROM usage")
     assert dupes == 0
+    # the shard totals behind ocs_reserved_micros equal the accounts' holds (10 % of calls never end)
+    reaper = Reaper(core.cfg, redis_client, core.metrics)
+    await reaper.refresh_gauges()
+    assert reserved > 0 and core.metrics.reserved._value.get() == reserved
+    await reaper.reap_once(datetime.now(UTC) + timedelta(hours=2))
+    await reaper.refresh_gauges()
+    assert core.metrics.reserved._value.get() == 0
+    assert [(await account_state(redis_client, core.keys, a))[1] for a in accounts] == [0] * 5
 
 
 async def test_cdr_per_session_with_spec_columns(core: Charging, redis_client: aioredis.Redis,

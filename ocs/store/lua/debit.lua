@@ -3,7 +3,7 @@
 -- its usage record and a request number is never charged twice.
 --
 -- KEYS[1] account hash   KEYS[2] session hash   KEYS[3] shard expiry zset
--- KEYS[4] shard usage stream   KEYS[5] shard record sequence
+-- KEYS[4] shard usage stream   KEYS[5] shard record sequence   KEYS[6] shard totals hash
 -- ARGV[1] now (epoch ms)  ARGV[2] request number  ARGV[3] expiry (epoch ms)
 -- ARGV[4] validity seconds   ARGV[5] expiry zset member   ARGV[6] shard name
 -- ARGV[7] expected used units (CAS: the state Python rated from)
@@ -34,6 +34,7 @@ if redis.call('HGET', sess, 'used') ~= expect then return {'CONFLICT', ''} end
 local old_hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
 local delta = chg - tonumber(redis.call('HGET', sess, 'chg') or '0')
 redis.call('HINCRBY', acct, 'rsv', 0 - old_hold)
+redis.call('HINCRBY', KEYS[6], 'rsv', 0 - old_hold)
 local bal = redis.call('HINCRBY', acct, 'bal', 0 - delta)
 emit_usage(stream, seq, shard, sess, req, mode, units_now, used, delta, chg, bal, etime)
 redis.call('HSET', sess, 'used', used, 'chg', chg, 'billed', billed, 'hold', 0, 'hunits', 0,
@@ -54,6 +55,7 @@ local final = (blocks < maxb) and 1 or 0
 local status = 'granted'
 if blocks == 0 then status = 'out_of_credit' end
 redis.call('HINCRBY', acct, 'rsv', hold)
+redis.call('HINCRBY', KEYS[6], 'rsv', hold)
 local out = outcome(status, units, final, delta, hold, bal, validity)
 redis.call('HSET', sess, 'hold', hold, 'hunits', units, 'exp', exp_ms, 'o:' .. req, out)
 redis.call('ZADD', expiry, exp_ms, member)

@@ -5,7 +5,7 @@
 -- charged so far; late reports for it are charged as orphans (orphan.lua).
 --
 -- KEYS[1] account hash   KEYS[2] session hash   KEYS[3] shard expiry zset
--- KEYS[4] shard usage stream   KEYS[5] shard sequence
+-- KEYS[4] shard usage stream   KEYS[5] shard sequence   KEYS[6] shard totals hash
 -- ARGV[1] now (epoch ms)  ARGV[2] expiry zset member  ARGV[3] shard name
 -- ARGV[4] now as ISO 8601 UTC   ARGV[5] tombstone TTL seconds
 --
@@ -25,6 +25,7 @@ if exp_ms > now then
 end
 local hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
 redis.call('HINCRBY', acct, 'rsv', 0 - hold)
+redis.call('HINCRBY', KEYS[6], 'rsv', 0 - hold)
 local so_far = redis.call('HMGET', sess, 'used', 'billed', 'chg')
 emit_cdr(stream, seq, shard, sess, so_far[1], so_far[2], so_far[3], 'expired', iso)
 redis.call('HSET', sess, 'hold', 0, 'hunits', 0, 'closed', '1')

@@ -1,6 +1,7 @@
 -- reserve.lua: open a session and reserve its first grant (initiate).
 --
 -- KEYS[1] account hash      KEYS[2] session hash      KEYS[3] shard expiry zset
+-- KEYS[4] shard totals hash (field rsv: money reserved in the shard)
 -- ARGV[1] now (epoch ms)    ARGV[2] request number    ARGV[3] expiry (epoch ms)
 -- ARGV[4] validity seconds  ARGV[5] expiry zset member
 -- ARGV[6] rating context stored on the session: "field\31value\31field\31value..."
@@ -33,6 +34,7 @@ if blocks == 0 then return {'NOCREDIT', tostring(avail)} end
 local final = (blocks < maxb) and 1 or 0
 
 redis.call('HINCRBY', acct, 'rsv', hold)
+redis.call('HINCRBY', KEYS[4], 'rsv', hold)
 set_context(sess, ARGV[6])
 local out = outcome('granted', units, final, 0, hold, bal, validity)
 redis.call('HSET', sess, 'used', 0, 'chg', 0, 'billed', 0, 'hold', hold, 'hunits', units,
