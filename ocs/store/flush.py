@@ -94,6 +94,9 @@ class Flusher:
         self.keys = Keys(cfg.redis.key_prefix, cfg.charging.shards)
         self.consumer = cfg.node.name
         self.batch = max(1, cfg.postgres.flush_batch)
+        # per stream: a round reads about ``batch`` records in all, not ``batch`` from each of the
+        # shards (decoding 16 x 2,000 entries blocked the charging loop for ~0.5 s after an outage)
+        self.per_stream = max(1, -(-self.batch // cfg.charging.shards))
         self.interval = max(1, cfg.postgres.flush_interval_ms) / 1000
         self._recover = True  # re-read our own pending entries first
         self._groups_ready = False
@@ -126,7 +129,7 @@ class Flusher:
     async def _read(self) -> list[Entry]:
         start = "0" if self._recover else ">"
         replies = await asyncio.gather(*(
-            self.rp.call("XREADGROUP", "GROUP", USAGE_GROUP, self.consumer, "COUNT", self.batch,
+            self.rp.call("XREADGROUP", "GROUP", USAGE_GROUP, self.consumer, "COUNT", self.per_stream,
                          "STREAMS", s, start)
             for s in self.keys.all_usage_streams()))
         entries: list[Entry] = []
@@ -189,7 +192,7 @@ class Flusher:
                 if time.monotonic() - last_lag > 1.0:
                     last_lag = time.monotonic()
                     await self.update_lag()
-                if n < self.batch:
+                if n < self.per_stream:  # no stream had a full batch waiting: idle a moment
                     await asyncio.sleep(self.interval)
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self.metrics.flush_errors.inc()
