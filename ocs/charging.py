@@ -228,7 +228,7 @@ class Charging:
         acct = await self.accounts.resolve(subscriber)
         if acct is None:
             return False
-        return await self.sessions.bind(acct, old_session, new_session, hold_seconds)
+        return await self.sessions.bind(acct, old_session, new_session, hold_seconds, subscriber)
 
     async def terminate_origin(self, origin: str, cause: str) -> int:
         count = 0

@@ -119,7 +119,9 @@ class SessionStore:
         self.reserve_s, self.debit_s, self.orphan_s = Script("reserve"), Script("debit"), Script("orphan")
         self.bind_s, self.event_s = Script("bind"), Script("event")
         rp.register(self.reserve_s, self.debit_s, self.orphan_s, self.bind_s, self.event_s, Script("reap"))
-        self._owner: dict[str, str] = {}  # session id -> account, saves the sidx read on this node
+        # (subscriber, session id) -> account: saves resolving the subscriber on this node.  Keyed by
+        # the subscriber too: RADIUS Acct-Session-Ids are unique per NAS only (RFC 2866 section 5.5).
+        self._owner: dict[tuple[str, str], str] = {}
         # Last state this node wrote for a session: saves the session read before a debit.  Safe when
         # stale (another node moved the session, the reaper closed it): the script's CAS on ``used``
         # answers CONFLICT/NOSESSION, and the caller re-reads from Redis (``forget``).
@@ -133,10 +135,10 @@ class SessionStore:
     def _shard(self, account: str) -> int:
         return shard_of(account, self.keys.shards)
 
-    def _remember(self, sid: str, account: str) -> None:
+    def _remember(self, subscriber: str, sid: str, account: str) -> None:
         if len(self._owner) >= CACHE_LIMIT:
             self._owner.clear()
-        self._owner[sid] = account
+        self._owner[(subscriber, sid)] = account
 
     def _keep(self, st: SessionState) -> None:
         if len(self._states) >= CACHE_LIMIT:
@@ -180,7 +182,7 @@ class SessionStore:
         code, out = await self.rp.script(self.reserve_s, keys, args)
         code = text(code)
         if code == "OK":
-            self._remember(req.session, acct.id)
+            self._remember(req.subscriber, req.session, acct.id)
             self._keep(SessionState(acct.id, req.session, req.rating_group, {**ctx, "used": "0", "chg": "0"}, sel))
             more = [self.rp.submit("SADD", self.keys.origin(req.origin), member)] if req.origin else []
             if req.rating_group:
@@ -211,21 +213,27 @@ class SessionStore:
         return SessionState(account, sid, rg, fields(raw)) if raw else None
 
     async def find(self, req: ChargeRequest, accounts: AccountView) -> SessionState | None:
-        account = self._owner.get(req.session)
-        if account:
-            cached = self._states.get((account, req.session, req.rating_group))
-            if cached is not None:
-                return cached
-        account = account or text(
-            await self.rp.call("GET", self.keys.session_index(req.session)))
-        if account:
-            state = await self.load(account, req.session, req.rating_group)
-            if state is not None:
-                return state
-        acct = await accounts.resolve(req.subscriber)
-        if acct is None or acct.id == account:
+        """The request's session: the subscriber's account decides whose, when the request names one.
+
+        Only a request without a subscriber (a Diameter CCR-U/T may omit Subscription-Id; Session-Ids
+        are globally unique, RFC 6733 section 8.8) is found through the session index.
+        """
+        key = (req.subscriber, req.session)
+        account = self._owner.get(key)
+        if account is None and req.subscriber:
+            acct = await accounts.resolve(req.subscriber)
+            account = acct.id if acct is not None else None
+        if account is None:
+            account = text(await self.rp.call("GET", self.keys.session_index(req.session))) or None
+        if account is None:
             return None
-        return await self.load(acct.id, req.session, req.rating_group)
+        cached = self._states.get((account, req.session, req.rating_group))
+        if cached is not None:
+            return cached
+        state = await self.load(account, req.session, req.rating_group)
+        if state is not None:
+            self._remember(req.subscriber, req.session, account)
+        return state
 
     # -- debit -----------------------------------------------------------------------------
 
@@ -331,7 +339,8 @@ class SessionStore:
                                 currency=acct.currency, balance=acct.balance),
         })
 
-    async def bind(self, acct: Account, old: str, new: str, hold_seconds: int | None = None) -> bool:
+    async def bind(self, acct: Account, old: str, new: str, hold_seconds: int | None = None,
+                   subscriber: str = "") -> bool:
         if old == new:
             return True
         sh = self._shard(acct.id)
@@ -343,6 +352,7 @@ class SessionStore:
         if res != "OK":
             return False
         self.forget(acct.id, old, 0)  # the hold lives under the new key now
+        self._remember(subscriber or acct.id, new, acct.id)
         origin = text(await self.rp.call("HGET", keys[1], "origin"))
         await asyncio.gather(
             self.rp.submit("SET", self.keys.session_index(new), acct.id, "EX", 86400),

@@ -249,3 +249,21 @@ async def test_terminate_session_ends_every_rating_group(core: Charging, redis_c
     # the single-service form is plain terminate
     assert (await core.initiate(voice("ss", 0))).ok
     assert (await core.terminate_session(voice("ss", 1, used=30))).charged == 50_000
+
+
+async def test_same_session_id_on_two_accounts_stays_apart(core: Charging, redis_client: aioredis.Redis) -> None:
+    """Acct-Session-Id is unique per NAS only (RFC 2866 5.5): two gateways' counters may collide.
+
+    Each request carries its subscriber; the session found must be that subscriber's, never the
+    other account's session of the same id, also when the node's caches know the other one.
+    """
+    await provision(redis_client, core.keys, "alice", 10_000_000)
+    await provision(redis_client, core.keys, "bob", 10_000_000)
+    assert (await core.initiate(voice("00000001", 0, sub="alice"))).ok
+    assert (await core.initiate(voice("00000001", 0, sub="bob"))).ok  # another NAS, the same counter value
+    assert (await core.update(voice("00000001", 61, sub="alice", used=61, total=True))).charged == 86_000
+    assert (await core.update(voice("00000001", 31, sub="bob", used=31, total=True))).charged == 56_000
+    assert (await core.terminate(voice("00000001", 10**9, sub="bob", used=31, total=True))).ok
+    assert (await core.terminate(voice("00000001", 10**9, sub="alice", used=61, total=True))).ok
+    assert await account_state(redis_client, core.keys, "alice") == (10_000_000 - 86_000, 0)
+    assert await account_state(redis_client, core.keys, "bob") == (10_000_000 - 56_000, 0)
