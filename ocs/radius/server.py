@@ -178,6 +178,17 @@ class RadiusServer:
         return lambda _stored: False
 
     @staticmethod
+    def _session_key(pkt: codec.Packet, nas: str, user: str, called: str) -> str:
+        """``NAS|Acct-Session-Id`` (spec section 6), else ``NAS|User-Name|Called-Station-Id`` until the Start.
+
+        Qualified by the NAS like FreeRADIUS' Acct-Unique-Session-Id: an Acct-Session-Id is unique
+        per NAS only (RFC 2866 section 5.5), and gateways' counters collide, also for one account's
+        concurrent calls through two gateways.
+        """
+        asid = pkt.text(codec.ACCT_SESSION_ID)
+        return f"{nas}|{asid}" if asid else f"{nas}|{user}|{called}"
+
+    @staticmethod
     def _nas(pkt: codec.Packet, addr: tuple[str, int]) -> str:
         return pkt.text(codec.NAS_IDENTIFIER) or pkt.address(codec.NAS_IP_ADDRESS) or addr[0]
 
@@ -192,7 +203,7 @@ class RadiusServer:
         user, calling, called = pkt.text(codec.USER_NAME), pkt.text(codec.CALLING_STATION_ID), \
             pkt.text(codec.CALLED_STATION_ID)
         nas = self._nas(pkt, addr)
-        session = pkt.text(codec.ACCT_SESSION_ID) or f"{nas}|{user}|{called}"
+        session = self._session_key(pkt, nas, user, called)
         req = ChargeRequest(
             subscriber=user or calling, session=session, request_number=m.auth_request_number(pkt.authenticator),
             service=Service.VOICE, destination=called, event_time=datetime.now(UTC),
@@ -246,7 +257,7 @@ class RadiusServer:
     async def _session_accounting(self, pkt: codec.Packet, status: m.AcctStatus, nas: str, when: datetime) -> None:
         user, calling, called = pkt.text(codec.USER_NAME), pkt.text(codec.CALLING_STATION_ID), \
             pkt.text(codec.CALLED_STATION_ID)
-        sid = pkt.text(codec.ACCT_SESSION_ID) or f"{nas}|{user}|{called}"
+        sid = self._session_key(pkt, nas, user, called)
         t = pkt.integer(codec.ACCT_SESSION_TIME) or 0
         cause = m.TERMINATE_CAUSES.get(pkt.integer(codec.ACCT_TERMINATE_CAUSE) or 0, "")
         req = ChargeRequest(

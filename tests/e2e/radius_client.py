@@ -37,13 +37,13 @@ def access(user: str, *, password: str | None = None, chap: str | None = None, c
 
 
 def acct(status: int, session: str, *, user: str = "alice", time: int = 0, called: str = "4930123456",
-         secret: bytes = SECRET, cause: int | None = None) -> Any:
+         secret: bytes = SECRET, cause: int | None = None, nas: str = "127.0.0.1") -> Any:
     pkt = rp.AcctPacket(code=rp.AccountingRequest, secret=secret, dict=DICT)
     pkt.AddAttribute("Acct-Status-Type", status)
     pkt.AddAttribute("Acct-Session-Id", session)
     pkt.AddAttribute("User-Name", user)
     pkt.AddAttribute("Called-Station-Id", called)
-    pkt.AddAttribute("NAS-IP-Address", "127.0.0.1")
+    pkt.AddAttribute("NAS-IP-Address", nas)
     pkt.AddAttribute("Acct-Session-Time", time)
     if cause is not None:
         pkt.AddAttribute("Acct-Terminate-Cause", cause)

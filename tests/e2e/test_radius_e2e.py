@@ -100,3 +100,14 @@ def test_accounting_on_settles_the_nas(daemon: Daemon) -> None:
     pkt = acct(7, "", user="")
     assert send(acc, pkt).code == rp.AccountingResponse
     assert _balance(daemon) == ("9.914", "0.00")
+
+
+def test_one_acct_session_id_on_two_gateways_is_two_calls(daemon: Daemon) -> None:
+    """Gateways' Acct-Session-Id counters collide (RFC 2866 5.5: unique per NAS): one account, two calls."""
+    acc = daemon.ports["acct"]
+    for nas in ("10.0.0.1", "10.0.0.2"):
+        assert send(acc, acct(1, "0000A3F1", nas=nas)).code == rp.AccountingResponse
+    assert send(acc, acct(2, "0000A3F1", nas="10.0.0.1", time=61)).code == rp.AccountingResponse
+    assert send(acc, acct(2, "0000A3F1", nas="10.0.0.2", time=30)).code == rp.AccountingResponse
+    # 61 s (0.086) and 30 s (0.02 + 0.03 = 0.05), each its own call
+    assert _balance(daemon) == ("9.864", "0.00")
