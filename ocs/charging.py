@@ -87,20 +87,29 @@ class Charging:
             return req.destination
         return str(req.rating_group) if req.service is Service.DATA else ""
 
-    async def _account(self, req: ChargeRequest) -> Account | Outcome:
-        """Resolve the subscriber and apply the checks every opening verb shares."""
-        acct = await self.accounts.resolve(req.subscriber)
+    async def _account(self, req: ChargeRequest, *, fresh: bool = False) -> Account | Outcome:
+        """Resolve the subscriber and apply the checks every opening verb shares.
+
+        A refusal is never decided on the account view's cache: blocked or a bad password is
+        checked again on a fresh read (an operator's unblock or new password counts at once).
+        """
+        acct = await self.accounts.resolve(req.subscriber, fresh=fresh)
         if acct is None:
             return Outcome(Status.UNKNOWN_SUBSCRIBER, reason="unknown account")
         if acct.blocked:
+            if not fresh:
+                return await self._account(req, fresh=True)
             return Outcome(Status.BLOCKED, account=acct.id, currency=acct.currency, reason="account blocked")
         if acct.password and req.password_check is not None and not req.password_check(acct.password):
+            if not fresh:
+                return await self._account(req, fresh=True)
             return Outcome(Status.BAD_CREDENTIALS, account=acct.id, reason="bad password")
         return acct
 
-    async def _rated(self, req: ChargeRequest) -> tuple[Account, CompiledTariff, Selection] | Outcome:
+    async def _rated(self, req: ChargeRequest, *, fresh: bool = False
+                     ) -> tuple[Account, CompiledTariff, Selection] | Outcome:
         """Subscriber checks, then rule 1 on the account's current tariff: what every opening verb needs."""
-        acct = await self._account(req)
+        acct = await self._account(req, fresh=fresh)
         if isinstance(acct, Outcome):
             return acct
         try:
@@ -119,7 +128,7 @@ class Charging:
 
     async def authorize(self, req: ChargeRequest) -> Outcome:
         """Would ``initiate`` grant?  Moves no money (price of the requested units in ``price``)."""
-        rated = await self._rated(req)
+        rated = await self._rated(req, fresh=True)  # it reads the balance
         if isinstance(rated, Outcome):
             return rated
         acct, tariff, sel = rated
@@ -204,12 +213,12 @@ class Charging:
         t0 = time.perf_counter()
         try:
             if action is EventAction.CHECK_BALANCE:
-                found = await self.accounts.resolve(req.subscriber)
+                found = await self.accounts.resolve(req.subscriber, fresh=True)
                 if found is None:
                     return Outcome(Status.UNKNOWN_SUBSCRIBER, reason="unknown account")
                 return Outcome(Status.GRANTED, balance=found.balance, reserved=found.reserved,
                                price=found.available, account=found.id, currency=found.currency)
-            rated = await self._rated(req)
+            rated = await self._rated(req, fresh=action is EventAction.PRICE_ENQUIRY)  # it shows the balance
             if isinstance(rated, Outcome):
                 return rated
             acct, tariff, sel = rated

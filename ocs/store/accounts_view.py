@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 from ocs.rating.engine import normalize_number
@@ -36,15 +37,43 @@ class Account:
         return max(0, self.balance + extra - self.reserved)
 
 
+CACHE_SECONDS = 1.0
+CACHE_LIMIT = 100_000
+
+
 class AccountView:
+    """Subscriber -> account, with a one-second node-local cache of found accounts.
+
+    Why a cache is safe: no money decision uses it.  The scripts read balance, holds, credit
+    limit and status inside Redis; what the cache saves (2-3 commands per opening request) is the
+    lookup of the account id, tariff, currency and password.  Callers that show money
+    (CHECK_BALANCE, authorize) or would refuse on what they read (blocked, bad password) ask
+    again with ``fresh=True``, so an unblock or a new password counts at once; an alias moved to
+    another account counts within a second.
+    """
+
     def __init__(self, rp: AutoPipeline, keys: Keys) -> None:
         self.rp = rp
         self.keys = keys
+        self._cache: dict[str, tuple[float, Account]] = {}
 
-    async def resolve(self, subscriber: str) -> Account | None:
+    async def resolve(self, subscriber: str, *, fresh: bool = False) -> Account | None:
         """Alias (as given, then normalised like a number), else the value as an account id."""
         if not subscriber:
             return None
+        now = time.monotonic()
+        if not fresh:
+            hit = self._cache.get(subscriber)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        found = await self._resolve(subscriber)
+        if found is not None:
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[subscriber] = (now + CACHE_SECONDS, found)
+        return found
+
+    async def _resolve(self, subscriber: str) -> Account | None:
         candidates = [subscriber]
         norm = normalize_number(subscriber)
         if norm and norm != subscriber:

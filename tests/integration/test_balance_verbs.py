@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from ocs.charging import Charging
-from ocs.model import EventAction, Service, Status
+from ocs.model import ChargeRequest, EventAction, Service, Status
 from ocs.store.reaper import Reaper
 from tests.integration.balance_fixtures import T0, account_state, provision, voice
 
@@ -267,3 +267,23 @@ async def test_same_session_id_on_two_accounts_stays_apart(core: Charging, redis
     assert (await core.terminate(voice("00000001", 10**9, sub="alice", used=61, total=True))).ok
     assert await account_state(redis_client, core.keys, "alice") == (10_000_000 - 86_000, 0)
     assert await account_state(redis_client, core.keys, "bob") == (10_000_000 - 56_000, 0)
+
+
+async def test_account_cache_never_refuses_on_stale_data(core: Charging, redis_client: aioredis.Redis) -> None:
+    """The one-second account view cache: block counts at once (the script checks), and so do unblock
+    and a new password (a refusal is re-checked on a fresh read)."""
+    key = core.keys.account("alice")
+    await provision(redis_client, core.keys, "alice", 10_000_000, password="old-pw")
+
+    def with_pw(sid: str, pw: str) -> ChargeRequest:
+        return dataclasses.replace(voice(sid, 0), password_check=lambda stored: stored == pw)
+
+    assert (await core.initiate(with_pw("c1", "old-pw"))).ok  # cached now
+    await redis_client.hset(key, "st", "blocked")
+    assert (await core.initiate(with_pw("c2", "old-pw"))).status is Status.BLOCKED
+    assert (await core.authorize(with_pw("c2", "old-pw"))).status is Status.BLOCKED  # fresh: cached blocked now
+    await redis_client.hset(key, "st", "active")
+    assert (await core.initiate(with_pw("c3", "old-pw"))).ok
+    await redis_client.hset(key, "pw", "new-pw")
+    assert (await core.initiate(with_pw("c4", "new-pw"))).ok
+    assert (await core.initiate(with_pw("c5", "old-pw"))).status is Status.BAD_CREDENTIALS
