@@ -30,6 +30,7 @@ from redis.exceptions import RedisError, ResponseError
 from ocs.config import Config
 from ocs.metrics import Metrics
 from ocs.model import StoreUnavailable
+from ocs.store import POSTGRES_DOWN
 from ocs.store.keys import USAGE_GROUP, Keys
 from ocs.store.outcomes import text
 from ocs.store.pipeline import AutoPipeline
@@ -194,7 +195,7 @@ class Flusher:
                     await self.update_lag()
                 if n < self.per_stream:  # no stream had a full batch waiting: idle a moment
                     await asyncio.sleep(self.interval)
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except POSTGRES_DOWN as exc:
                 self.metrics.flush_errors.inc()
                 log.warning("flush_failed", error=repr(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)

@@ -22,12 +22,12 @@ import structlog
 
 from ocs.rating.engine import CompiledTariff
 from ocs.rating.tariff import Tariff
+from ocs.store import POSTGRES_DOWN
 from ocs.store.keys import Keys
 from ocs.store.outcomes import text
 from ocs.store.pipeline import AutoPipeline
 
 CHECK_SECONDS = 2.0
-SOURCE_DOWN = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 log = structlog.get_logger("ocs.tariffs")
 
 
@@ -127,7 +127,7 @@ class TariffCache:
     async def _ask_current(self, name: str) -> int:
         try:
             version = await self.source.current_version(name)
-        except SOURCE_DOWN as exc:
+        except POSTGRES_DOWN as exc:
             known = self._known.get(name)
             if known is None:
                 raise
