@@ -85,6 +85,7 @@ class ChargingConfig:
     max_grant_octets: int = 1073741824
     validity_seconds: int = 1800
     grace_seconds: int = 60
+    max_overuse_seconds: int = 600  # usage reported beyond grant + this is not charged (0 = no cap)
     reaper_interval_seconds: int = 5
     shards: int = 16
 

@@ -69,6 +69,40 @@ class Metrics:
             "ocs_usage_flush_errors_total", "Failed flush attempts (PostgreSQL unreachable or failing).",
             registry=r,
         )
+        self.stream_pending = Gauge(
+            "ocs_usage_stream_pending_records",
+            "Usage records read by a flusher (consumer group pending entries) but not yet acknowledged.",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "ocs_usage_dead_letters_total",
+            "Usage records PostgreSQL refused on their own, moved to the dead-letter table.",
+            registry=r,
+        )
+        self.overuse = Counter(
+            "ocs_overuse_requests_total",
+            "Requests whose reported usage exceeded grant + charging.max_overuse_seconds (excess not charged).",
+            ["protocol"],
+            registry=r,
+        )
+        self.overuse_units = Counter(
+            "ocs_overuse_units_total",
+            "Units (seconds) reported beyond grant + charging.max_overuse_seconds and not charged.",
+            ["protocol"],
+            registry=r,
+        )
+        self.task_restarts = Counter(
+            "ocs_task_restarts_total",
+            "Background tasks (flusher, reaper, ...) restarted after an unexpected failure, by task.",
+            ["task"],
+            registry=r,
+        )
+        self.degraded = Gauge(
+            "ocs_degraded",
+            "1 while the node runs degraded for a reason (postgres_down, schema_unchecked, ...).",
+            ["reason"],
+            registry=r,
+        )
         self.reaped = Counter(
             "ocs_reaped_sessions_total", "Sessions whose holds were released after validity + grace.",
             registry=r,
