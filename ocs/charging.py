@@ -38,6 +38,9 @@ from ocs.store.tariff_cache import PgTariffSource, TariffCache, TariffNotFound, 
 
 log = structlog.get_logger("ocs.charging")
 MAX_RETRIES = 8
+# Request numbers of the settlements terminate_origin makes: above every number a front end
+# uses (Diameter: Unsigned32; RADIUS: below 2^35, radius/mapping.py), below 2^53 (exact in Lua).
+SETTLE_BASE = 2**40
 
 
 def _now(req: ChargeRequest) -> datetime:
@@ -59,7 +62,7 @@ class Charging:
             tariffs = PgTariffSource(pool)
         self.tariffs = TariffCache(tariffs, self.rp, self.keys)
         self.accounts = AccountView(self.rp, self.keys)
-        self.sessions = SessionStore(cfg, self.rp, self.keys)
+        self.sessions = SessionStore(cfg, self.rp, self.keys, metrics=metrics)
 
     async def start(self) -> None:
         await self.rp.load_scripts()
@@ -246,7 +249,7 @@ class Charging:
             if state is None or state.closed:
                 continue
             req = ChargeRequest(subscriber=account, session=sid, rating_group=rg,
-                                request_number=state.last_request + 1_000_000_000,
+                                request_number=SETTLE_BASE + state.last_request,
                                 service=state.service, used_units=state.used, used_is_total=True,
                                 termination_cause=cause, origin=origin)
             out = await self._charge(req, terminate=True)

@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
+from ocs.wiretext import wire_text
+
 FLAG_R, FLAG_P, FLAG_E, FLAG_T = 0x80, 0x40, 0x20, 0x10
 AVP_V, AVP_M, AVP_P = 0x80, 0x40, 0x20
 
@@ -52,6 +54,12 @@ class Avp:
             return self.data.decode("utf-8")
         except UnicodeDecodeError:
             raise CodecError(f"AVP {self.code}: not UTF-8", self.code) from None
+
+    def wire(self) -> str:
+        """UTF8String as storable, injective text (:func:`ocs.wiretext.wire_text`: a NUL, a control
+        character or a backslash is escaped): for ids and what goes on records."""
+        self.text()  # not UTF-8 at all: CodecError (5004), as for any UTF8String
+        return wire_text(self.data)
 
     def group(self) -> list[Avp]:
         return decode_avps(self.data)

@@ -20,6 +20,7 @@ from ocs.diameter.codec import Avp, CodecError, Message
 from ocs.model import ChargeRequest, ChargingCore, EventAction, Outcome, Service, Status
 
 NTP_EPOCH = datetime(1900, 1, 1, tzinfo=UTC)
+MAX_UNITS = 2**53 - 1  # largest Unsigned64 count accepted (Lua numbers are exact below 2^53)
 
 RESULT_OF = {
     Status.GRANTED: c.SUCCESS, Status.OUT_OF_CREDIT: c.CREDIT_LIMIT_REACHED,
@@ -74,6 +75,16 @@ class Ccr:
     cause: str
     mscc: bool
     requests: list[ChargeRequest] = field(default_factory=list)
+    session_echo: str = ""  # Session-Id as received, echoed in the CCA (session_id is its wire_text)
+
+
+def _u64(avp: Avp) -> int:
+    """An Unsigned64 count, range-checked where it enters: above :data:`MAX_UNITS` no real session
+    reports it, and the scripts' Lua numbers stop being exact.  5004 with the AVP (RFC 6733 7.1.5)."""
+    value = avp.u64()
+    if value > MAX_UNITS:
+        raise GyError(c.INVALID_AVP_VALUE, avp.raw, f"AVP {avp.code}: {value} is beyond {MAX_UNITS}")
+    return value
 
 
 def _units(avp: Avp | None) -> Units:
@@ -86,11 +97,11 @@ def _units(avp: Avp | None) -> Units:
     total = codec.find(g, c.CC_TOTAL_OCTETS)
     inp, out = codec.find(g, c.CC_INPUT_OCTETS), codec.find(g, c.CC_OUTPUT_OCTETS)
     if total is not None:
-        u.octets = total.u64()
+        u.octets = _u64(total)
     elif inp is not None or out is not None:
-        u.octets = (inp.u64() if inp else 0) + (out.u64() if out else 0)
+        u.octets = (_u64(inp) if inp else 0) + (_u64(out) if out else 0)
     if (a := codec.find(g, c.CC_SERVICE_SPECIFIC_UNITS)) is not None:
-        u.ssu = a.u64()
+        u.ssu = _u64(a)
     return u
 
 
@@ -174,14 +185,15 @@ def parse_ccr(msg: Message) -> Ccr:
     action = msg.first(c.REQUESTED_ACTION)
     cause = msg.first(c.TERMINATION_CAUSE)
     ccr = Ccr(
-        session_id=_required(msg, c.SESSION_ID).text(), request_type=rtype,
+        session_id=_required(msg, c.SESSION_ID).wire(), request_type=rtype,
         request_number=_required(msg, c.CC_REQUEST_NUMBER).u32(),
-        origin_host=_required(msg, c.ORIGIN_HOST).text(), subscriber=subscriber,
-        destination=called.text() if called else "", calling=calling.text() if calling else subscriber,
+        origin_host=_required(msg, c.ORIGIN_HOST).wire(), subscriber=subscriber,
+        destination=called.text() if called else "", calling=calling.wire() if calling else subscriber,
         event_time=NTP_EPOCH + timedelta(seconds=ts.u32()) if ts else None,
         action=ACTIONS.get(action.u32(), EventAction.DIRECT_DEBITING) if action else EventAction.DIRECT_DEBITING,
         cause=c.TERMINATION_CAUSES.get(cause.u32(), str(cause.u32())) if cause else "",
         mscc=bool(msg.all(c.MULTIPLE_SERVICES_CREDIT_CONTROL)),
+        session_echo=_required(msg, c.SESSION_ID).text(),
     )
     context = _required(msg, c.SERVICE_CONTEXT_ID).text()
     blocks = [m.group() for m in msg.all(c.MULTIPLE_SERVICES_CREDIT_CONTROL)] or [msg.avps]
@@ -259,7 +271,7 @@ def encode_cca(ccr: Ccr, outcomes: list[Outcome], origin_host: str, origin_realm
                hop_by_hop: int, end_to_end: int, request_flags: int = 0) -> bytes:
     """The CCA; its P bit is the request's (RFC 6733 section 6.2: an answer's P equals the request's)."""
     result = command_result(outcomes)
-    body = [codec.utf8(c.SESSION_ID, ccr.session_id), codec.u32(c.RESULT_CODE, result),
+    body = [codec.utf8(c.SESSION_ID, ccr.session_echo or ccr.session_id), codec.u32(c.RESULT_CODE, result),
             codec.utf8(c.ORIGIN_HOST, origin_host), codec.utf8(c.ORIGIN_REALM, origin_realm),
             codec.u32(c.AUTH_APPLICATION_ID, c.APP_CC), codec.u32(c.CC_REQUEST_TYPE, ccr.request_type),
             codec.u32(c.CC_REQUEST_NUMBER, ccr.request_number)]

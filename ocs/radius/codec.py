@@ -19,6 +19,8 @@ import hmac
 import struct
 from dataclasses import dataclass
 
+from ocs.wiretext import wire_text
+
 ACCESS_REQUEST, ACCESS_ACCEPT, ACCESS_REJECT = 1, 2, 3
 ACCOUNTING_REQUEST, ACCOUNTING_RESPONSE = 4, 5
 
@@ -55,8 +57,14 @@ class Packet:
         return vals[0] if vals else None
 
     def text(self, kind: int) -> str:
+        """The value as lookup text (an account alias, a number to rate): odd octets become U+FFFD."""
         v = self.raw_attr(kind)
         return v.decode("utf-8", "replace") if v is not None else ""
+
+    def wire(self, kind: int) -> str:
+        """The value as storable, injective text (:func:`ocs.wiretext.wire_text`): for ids and records."""
+        v = self.raw_attr(kind)
+        return wire_text(v) if v is not None else ""
 
     def integer(self, kind: int) -> int | None:
         v = self.raw_attr(kind)

@@ -3,12 +3,16 @@
 Accounting idempotency: a charge is identified by (Acct-Session-Id, status,
 session time), encoded as the core's request number, so an Interim or Stop
 resent with a new RADIUS identifier (which defeats the RFC 5080 cache) is
-still charged once:
+still charged once.  The numbers live in disjoint ranges above 2^32, wide
+enough for any Unsigned32 the NAS sends (RFC 2866 section 5.7: Acct-Session-Time
+is 32 bits), and well below 2^53 (exact in the scripts' Lua numbers) and 2^63
+(the ``usage.request_number`` column):
 
-- Access-Request: a number from the Request Authenticator (a new call under a
-  reused hold key gets a new number; a retransmission the cache missed, the same);
-- Interim-Update at session time T: ``1 + T``;
-- Stop at session time T: ``STOP_BASE + T``.
+- Interim-Update at session time T: ``1 + T``                   (1 .. 2^32)
+- Stop at session time T:           ``STOP_BASE + T``            (2^33 .. 2^33 + 2^32 - 1)
+- Access-Request: ``AUTH_BASE`` + the Request Authenticator's first 4 octets (2^34 ..), so a
+  new call under a reused hold key gets a new number and a retransmission the
+  cache missed gets the same one.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import enum
 
 from ocs.model import Status
 
-STOP_BASE = 2_000_000_000
-MAX_SESSION_TIME = 1_000_000_000
+UINT32_MAX = 2**32 - 1
+STOP_BASE = 2**33
+AUTH_BASE = 2**34
 
 
 class AcctStatus(enum.IntEnum):
@@ -57,9 +62,9 @@ TERMINATE_CAUSES = {
 
 
 def request_number(status: AcctStatus, session_time: int) -> int:
-    t = min(max(0, session_time), MAX_SESSION_TIME)
+    t = min(max(0, session_time), UINT32_MAX)
     return STOP_BASE + t if status is AcctStatus.STOP else 1 + t
 
 
 def auth_request_number(authenticator: bytes) -> int:
-    return int.from_bytes(authenticator[:4], "big") & 0x7FFFFFFF
+    return AUTH_BASE + int.from_bytes(authenticator[:4], "big")

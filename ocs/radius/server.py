@@ -178,19 +178,32 @@ class RadiusServer:
         return lambda _stored: False
 
     @staticmethod
-    def _session_key(pkt: codec.Packet, nas: str, user: str, called: str) -> str:
-        """``NAS|Acct-Session-Id`` (spec section 6), else ``NAS|User-Name|Called-Station-Id`` until the Start.
+    def _hold_key(nas: str, pkt: codec.Packet) -> str:
+        """``NAS|User-Name|Called-Station-Id``: the hold of an Access-Request without Acct-Session-Id.
+
+        Parts are :meth:`codec.Packet.wire` text with ``|`` escaped too (``\\x7c``), so no two
+        different (NAS, user, number) triples share a key.
+        """
+        user = pkt.wire(codec.USER_NAME).replace("|", "\\x7c")
+        return f"{nas}|{user}|{pkt.wire(codec.CALLED_STATION_ID)}"
+
+    @classmethod
+    def _session_key(cls, pkt: codec.Packet, nas: str) -> str:
+        """``NAS|Acct-Session-Id`` (spec section 6), else the hold key until the Start.
 
         Qualified by the NAS like FreeRADIUS' Acct-Unique-Session-Id: an Acct-Session-Id is unique
         per NAS only (RFC 2866 section 5.5), and gateways' counters collide, also for one account's
-        concurrent calls through two gateways.
+        concurrent calls through two gateways.  Any octet may come (RFC 2865 section 5: strings are
+        binary): the id is stored as :func:`ocs.wiretext.wire_text`, never changed into another id.
         """
-        asid = pkt.text(codec.ACCT_SESSION_ID)
-        return f"{nas}|{asid}" if asid else f"{nas}|{user}|{called}"
+        asid = pkt.wire(codec.ACCT_SESSION_ID)
+        return f"{nas}|{asid}" if asid else cls._hold_key(nas, pkt)
 
     @staticmethod
     def _nas(pkt: codec.Packet, addr: tuple[str, int]) -> str:
-        return pkt.text(codec.NAS_IDENTIFIER) or pkt.address(codec.NAS_IP_ADDRESS) or addr[0]
+        """The NAS identity qualifying session keys; ``|`` escaped so the key splits unambiguously."""
+        nas = pkt.wire(codec.NAS_IDENTIFIER) or pkt.address(codec.NAS_IP_ADDRESS) or addr[0]
+        return nas.replace("|", "\\x7c")
 
     async def _access(self, client: Client, pkt: codec.Packet, addr: tuple[str, int]) -> bytes | None:
         if pkt.raw_attr(codec.MESSAGE_AUTHENTICATOR) is not None:
@@ -200,10 +213,10 @@ class RadiusServer:
         elif self.cfg.radius.require_message_authenticator:
             self._drop("missing_message_authenticator")
             return None
-        user, calling, called = pkt.text(codec.USER_NAME), pkt.text(codec.CALLING_STATION_ID), \
+        user, calling, called = pkt.text(codec.USER_NAME), pkt.wire(codec.CALLING_STATION_ID), \
             pkt.text(codec.CALLED_STATION_ID)
         nas = self._nas(pkt, addr)
-        session = self._session_key(pkt, nas, user, called)
+        session = self._session_key(pkt, nas)
         req = ChargeRequest(
             subscriber=user or calling, session=session, request_number=m.auth_request_number(pkt.authenticator),
             service=Service.VOICE, destination=called, event_time=datetime.now(UTC),
@@ -255,9 +268,9 @@ class RadiusServer:
         return codec.accounting_response(pkt, client.secret)
 
     async def _session_accounting(self, pkt: codec.Packet, status: m.AcctStatus, nas: str, when: datetime) -> None:
-        user, calling, called = pkt.text(codec.USER_NAME), pkt.text(codec.CALLING_STATION_ID), \
+        user, calling, called = pkt.text(codec.USER_NAME), pkt.wire(codec.CALLING_STATION_ID), \
             pkt.text(codec.CALLED_STATION_ID)
-        sid = self._session_key(pkt, nas, user, called)
+        sid = self._session_key(pkt, nas)
         t = pkt.integer(codec.ACCT_SESSION_TIME) or 0
         cause = m.TERMINATE_CAUSES.get(pkt.integer(codec.ACCT_TERMINATE_CAUSE) or 0, "")
         req = ChargeRequest(
@@ -266,7 +279,7 @@ class RadiusServer:
             requested_units=self.cfg.charging.max_grant_seconds, protocol="radius", origin=nas, calling=calling,
             termination_cause=cause, hold_seconds=self.call_hold)
         if status is m.AcctStatus.START:
-            bound = await self.core.bind(f"{nas}|{user}|{called}", sid, user or calling, self.call_hold)
+            bound = await self.core.bind(self._hold_key(nas, pkt), sid, user or calling, self.call_hold)
             out = None
             if not bound:
                 out = await self.core.initiate(req)  # the Access-Request was not ours (or already bound)
