@@ -12,7 +12,10 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import structlog
+
 from ocs.config import Config
+from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, Outcome, Service, Status
 from ocs.rating.engine import CompiledTariff, GrantPlan, Rating, Selection
 from ocs.store.accounts_view import Account, AccountView
@@ -22,6 +25,8 @@ from ocs.store.pipeline import AutoPipeline
 from ocs.store.scripts import Script
 from ocs.store.tariff_cache import TariffCache, TariffNotFound
 
+log = structlog.get_logger("ocs.sessions")
+MAX_EXACT = 2**53 - 1  # largest charge (micro-units) the scripts' Lua numbers hold exactly
 SEP = "\x1f"  # separator of packed context and of expiry/origin members (ASCII unit separator)
 CACHE_LIMIT = 200_000  # entries per node-local cache (cleared whole when full: a miss only costs a read)
 
@@ -54,6 +59,13 @@ def parse_member(raw: str) -> tuple[str, str, int]:
     account, rest = raw.split(SEP, 1)
     sid, rg = rest.rsplit(SEP, 1)
     return account, sid, int(rg)
+
+
+def _beyond_exact(req: ChargeRequest, account: str, charge: int) -> Outcome:
+    """A charge no real usage reaches (beyond 2^53 micro-units): refused, nothing moved, logged."""
+    log.error("charge_beyond_exact_range", session=req.session, account=account, charge=charge,
+              reported=req.used_units, request_number=req.request_number)
+    return Outcome(Status.ERROR, account=account, reason="reported usage beyond any plausible charge")
 
 
 def iso(ts: datetime) -> str:
@@ -101,6 +113,16 @@ class SessionState:
         return datetime.fromisoformat(self.f["t0"])
 
     @property
+    def excess(self) -> int:
+        """Units reported so far beyond grant + overuse cap, not charged (``xs``)."""
+        return int(self.f.get("xs") or 0)
+
+    @property
+    def granted(self) -> int:
+        """Units of the current grant (``hunits``)."""
+        return int(self.f.get("hunits") or 0)
+
+    @property
     def last_request(self) -> int:
         return int(self.f.get("rq") or 0)
 
@@ -112,10 +134,11 @@ class SessionState:
 
 
 class SessionStore:
-    def __init__(self, cfg: Config, rp: AutoPipeline, keys: Keys) -> None:
+    def __init__(self, cfg: Config, rp: AutoPipeline, keys: Keys, *, metrics: Metrics | None = None) -> None:
         self.cfg = cfg
         self.rp = rp
         self.keys = keys
+        self.metrics = metrics or Metrics()
         self.reserve_s, self.debit_s, self.orphan_s = Script("reserve"), Script("debit"), Script("orphan")
         self.bind_s, self.event_s = Script("bind"), Script("event")
         rp.register(self.reserve_s, self.debit_s, self.orphan_s, self.bind_s, self.event_s, Script("reap"))
@@ -183,7 +206,9 @@ class SessionStore:
         code = text(code)
         if code == "OK":
             self._remember(req.subscriber, req.session, acct.id)
-            self._keep(SessionState(acct.id, req.session, req.rating_group, {**ctx, "used": "0", "chg": "0"}, sel))
+            granted = decode_outcome(out, duplicate=False, account=acct.id, currency=acct.currency).granted_units
+            self._keep(SessionState(acct.id, req.session, req.rating_group,
+                                    {**ctx, "used": "0", "chg": "0", "hunits": str(granted)}, sel))
             more = [self.rp.submit("SADD", self.keys.origin(req.origin), member)] if req.origin else []
             if req.rating_group:
                 groups = self.keys.session_groups(req.session)
@@ -237,11 +262,27 @@ class SessionStore:
 
     # -- debit -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _new_used(req: ChargeRequest, used: int) -> int:
-        if req.used_is_total:
-            return max(used, req.used_units)  # totals never go backwards (out-of-order interims)
-        return used + max(0, req.used_units)
+    def _new_used(self, req: ChargeRequest, used: int, excess: int, granted: int) -> tuple[int, int]:
+        """(new used total, excess units of this request) for usage reported against ``used``.
+
+        Totals never go backwards (out-of-order interims).  Plausibility (spec section 4): time
+        reported in one request beyond the grant plus ``charging.max_overuse_seconds`` is not
+        charged; the excess is kept on the session (``xs``) so a later cumulative total (RADIUS
+        Acct-Session-Time) does not count it again.  0 = no cap.  Octets and events: no cap.
+        """
+        new = max(used, req.used_units - excess) if req.used_is_total else used + max(0, req.used_units)
+        cap = self.cfg.charging.max_overuse_seconds
+        if cap and req.service is Service.VOICE and new - used > granted + cap:
+            return used + granted + cap, new - used - granted - cap
+        return new, 0
+
+    def _overuse(self, req: ChargeRequest, account: str, excess: int, used: int) -> None:
+        if excess:
+            self.metrics.child(self.metrics.overuse, req.protocol or "other").inc()
+            self.metrics.child(self.metrics.overuse_units, req.protocol or "other").inc(excess)
+            log.warning("usage_beyond_grant_not_charged", session=req.session, account=account,
+                        request_number=req.request_number, reported=req.used_units, charged_total=used,
+                        excess_units=excess, max_overuse_seconds=self.cfg.charging.max_overuse_seconds)
 
     async def debit(self, req: ChargeRequest, st: SessionState, tariff: CompiledTariff, cap: int, *,
                     terminate: bool) -> Outcome | None:
@@ -250,8 +291,11 @@ class SessionStore:
             tariff.select(st.f["dest"], st.start, st.service)
         if sel is None:  # the version a session started on cannot lose its row; defensive
             return Outcome(Status.ERROR, reason="session no longer rateable")
-        used = self._new_used(req, st.used)
+        used, excess = self._new_used(req, st.used, st.excess, st.granted)
         rating = tariff.rate(sel, used)
+        if rating.charge > MAX_EXACT:
+            return _beyond_exact(req, st.account, rating.charge)
+        self._overuse(req, st.account, excess, used)
         plan = "" if terminate else plan_arg(tariff.grant_plan(sel, used, cap, done=rating))
         sh = self._shard(st.account)
         keys = [self.keys.account(st.account), self.keys.session(st.account, st.sid, st.rg),
@@ -260,7 +304,8 @@ class SessionStore:
         args = [ms(now), req.request_number, self._expiry_ms(req), self.validity,
                 self._member(st.account, st.sid, st.rg), f"s{sh:02d}", st.f.get("used", "0"), used,
                 rating.charge, rating.billed_units, "terminate" if terminate else "update",
-                req.termination_cause or "", iso(req.event_time or now), used - st.used, self.ttl, plan]
+                req.termination_cause or "", iso(req.event_time or now), used - st.used, self.ttl, plan,
+                st.excess + excess, excess]
         code, out = await self.rp.script(self.debit_s, keys, args)
         code = text(code)
         if code in ("CONFLICT", "NOSESSION"):
@@ -271,10 +316,12 @@ class SessionStore:
             if code == "OK" and st.f.get("origin"):
                 await self.rp.call("SREM", self.keys.origin(st.f["origin"]),
                                    self._member(st.account, st.sid, st.rg))
-        elif code == "OK":
-            self._keep(SessionState(st.account, st.sid, st.rg, {**st.f, "used": str(used), "chg": str(rating.charge)},
-                                    sel))
-        return self._result(code, out, st.account, st.f.get("cur", ""), {})
+        result = self._result(code, out, st.account, st.f.get("cur", ""), {})
+        if code == "OK" and not terminate:
+            self._keep(SessionState(st.account, st.sid, st.rg, {
+                **st.f, "used": str(used), "chg": str(rating.charge), "hunits": str(result.granted_units),
+                "xs": str(st.excess + excess)}, sel))
+        return result
 
     async def orphan(self, req: ChargeRequest, st: SessionState | None, accounts: AccountView,
                      tariffs: TariffCache, *, terminate: bool) -> Outcome | None:
@@ -286,7 +333,7 @@ class SessionStore:
             tariff = await tariffs.get(st.tariff, st.version)
             sel = tariff.select(st.f["dest"], st.start, st.service)
             account, ctx, expect, used0, chg0 = st.account, "", st.f.get("used", "0"), st.used, st.charged
-            currency = st.f.get("cur", "")
+            currency, xs0 = st.f.get("cur", ""), st.excess
         else:
             acct = await accounts.resolve(req.subscriber)
             if acct is None:
@@ -301,12 +348,16 @@ class SessionStore:
             sel = tariff.select(req.destination or str(req.rating_group), start, req.service)
             if sel is None:
                 return Outcome(Status.UNKNOWN_SESSION, account=acct.id, reason="destination not rated")
-            account, expect, used0, chg0, currency = acct.id, "", 0, 0, acct.currency
+            account, expect, used0, chg0, currency, xs0 = acct.id, "", 0, 0, acct.currency, 0
             ctx = pack_context(self._context(req, acct, sel, start))
         if sel is None:
             return Outcome(Status.UNKNOWN_SESSION, account=account, reason="not rateable")
-        used = self._new_used(req, used0)
+        # the grant a session we no longer hold had is unknown: the largest one there can have been
+        used, excess = self._new_used(req, used0, xs0, self.cfg.charging.max_grant_seconds)
         rating: Rating = tariff.rate(sel, used)
+        if rating.charge > MAX_EXACT:
+            return _beyond_exact(req, account, rating.charge)
+        self._overuse(req, account, excess, used)
         sh = self._shard(account)
         keys = [self.keys.account(account), self.keys.session(account, req.session, req.rating_group),
                 self.keys.usage(sh), self.keys.seq(sh)]
@@ -314,7 +365,7 @@ class SessionStore:
         args = [ms(now), req.request_number, f"s{sh:02d}", expect, used, rating.charge,
                 rating.billed_units, max(0, rating.charge - chg0), used - used0,
                 iso(req.event_time or now), self.ttl, "1" if terminate else "0",
-                req.termination_cause or "", ctx]
+                req.termination_cause or "", ctx, xs0 + excess, excess]
         code, out = await self.rp.script(self.orphan_s, keys, args)
         code = text(code)
         if code == "CONFLICT":

@@ -92,24 +92,29 @@ local function emit(stream, seq, shard, record_id, fields)
 end
 
 -- The usage record of one debit or credit (t=u); the session hash says whose and what.
-local function emit_usage(stream, seq, shard, sess, req, kind, units, used, amount, chg, bal, etime)
+-- `excess` (optional): units reported beyond grant + charging.max_overuse_seconds, not charged.
+local function emit_usage(stream, seq, shard, sess, req, kind, units, used, amount, chg, bal, etime, excess)
   local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node')
-  emit(stream, seq, shard, '', {'t', 'u', 'account_id', s[1], 'session_id', s[2], 'rating_group', s[3],
+  local f = {'t', 'u', 'account_id', s[1], 'session_id', s[2], 'rating_group', s[3],
     'request_number', req, 'kind', kind, 'protocol', s[4], 'service', s[5], 'units', units,
     'used_total', used, 'amount', amount, 'charged_total', chg, 'balance_after', bal,
-    'currency', s[6], 'event_time', etime, 'node', s[7]})
+    'currency', s[6], 'event_time', etime, 'node', s[7]}
+  if excess and excess ~= '0' then f[#f + 1] = 'excess_units'; f[#f + 1] = excess end
+  emit(stream, seq, shard, '', f)
 end
 
 -- The CDR of a session and rating group (t=c, spec section 7).  Its record id
 -- cdr:<session>:<rating group> makes a second end of the same session a no-op in PostgreSQL.
 local function emit_cdr(stream, seq, shard, sess, duration, billed, charge, cause, end_time)
   local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node',
-    'calling', 'dest', 'prefix', 'dname', 't0')
-  emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], {'t', 'c', 'session_id', s[2],
+    'calling', 'dest', 'prefix', 'dname', 't0', 'xs')
+  local f = {'t', 'c', 'session_id', s[2],
     'rating_group', s[3], 'account', s[1], 'protocol', s[4], 'service', s[5], 'calling', s[8],
     'called', s[9], 'prefix', s[10], 'destination', s[11], 'start_time', s[12], 'duration', duration,
     'billed_seconds', billed, 'charge', charge, 'currency', s[6], 'termination_cause', cause,
-    'end_time', end_time, 'node', s[7]})
+    'end_time', end_time, 'node', s[7]}
+  if s[13] then f[#f + 1] = 'excess_units'; f[#f + 1] = s[13] end
+  emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], f)
 end
 
 -- Stored outcome of one request: status|granted|final|charged|reserved|balance|validity

@@ -12,6 +12,8 @@
 -- ARGV[13] event time (ISO 8601 UTC, for records)   ARGV[14] units reported by this request
 -- ARGV[15] tombstone TTL seconds (terminate)
 -- ARGV[16] packed GrantPlan for the next grant (update only; '' on terminate)
+-- ARGV[17] session's excess units after this request (field xs: reported beyond grant + overuse cap)
+-- ARGV[18] excess units of this request ('0' when none), written on its usage record
 --
 -- Returns {code, outcome}:
 --   'OK'        done; outcome = stored outcome string
@@ -23,6 +25,7 @@ local acct, sess, expiry, stream, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS
 local now, req, exp_ms, validity, member, shard = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local expect, used, chg, billed = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
 local mode, cause, etime, units_now, ttl = ARGV[11], ARGV[12], ARGV[13], ARGV[14], tonumber(ARGV[15])
+local xs, excess = ARGV[17], ARGV[18]
 
 local stored = redis.call('HGET', sess, 'o:' .. req)
 if stored then return {'DUP', stored} end
@@ -36,7 +39,8 @@ local delta = chg - tonumber(redis.call('HGET', sess, 'chg') or '0')
 redis.call('HINCRBY', acct, 'rsv', 0 - old_hold)
 redis.call('HINCRBY', KEYS[6], 'rsv', 0 - old_hold)
 local bal = redis.call('HINCRBY', acct, 'bal', 0 - delta)
-emit_usage(stream, seq, shard, sess, req, mode, units_now, used, delta, chg, bal, etime)
+if excess ~= '0' then redis.call('HSET', sess, 'xs', xs) end
+emit_usage(stream, seq, shard, sess, req, mode, units_now, used, delta, chg, bal, etime, excess)
 redis.call('HSET', sess, 'used', used, 'chg', chg, 'billed', billed, 'hold', 0, 'hunits', 0,
   'rq', req, 'last', now)
 

@@ -10,6 +10,7 @@
 -- ARGV[8] amount to debit ARGV[9] units reported   ARGV[10] event time ISO   ARGV[11] TTL seconds
 -- ARGV[12] write a CDR when creating the tombstone ('1' on terminate)   ARGV[13] termination cause
 -- ARGV[14] packed rating context for a new tombstone (as reserve.lua)
+-- ARGV[15] session's excess units after this request   ARGV[16] excess units of this request
 --
 -- Returns {code, outcome}:
 --   'OK'       charged; outcome status 'unknown_session'
@@ -21,6 +22,7 @@ local acct, sess, stream, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, req, shard, expect = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local used, chg, billed, amount = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 local units_now, etime, ttl, want_cdr, cause = ARGV[9], ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13]
+local xs, excess = ARGV[15], ARGV[16]
 
 local stored = redis.call('HGET', sess, 'o:' .. req)
 if stored then return {'DUP', stored} end
@@ -37,7 +39,8 @@ else
 end
 
 local bal = redis.call('HINCRBY', acct, 'bal', 0 - amount)
-emit_usage(stream, seq, shard, sess, req, 'orphan', units_now, used, amount, chg, bal, etime)
+if excess ~= '0' then redis.call('HSET', sess, 'xs', xs) end
+emit_usage(stream, seq, shard, sess, req, 'orphan', units_now, used, amount, chg, bal, etime, excess)
 if not exists and want_cdr == '1' then
   emit_cdr(stream, seq, shard, sess, used, billed, chg, cause, etime)
 end
