@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import itertools
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -30,7 +31,8 @@ from ocs import __version__, config, sdnotify
 from ocs.log import configure as configure_logging
 from ocs.log import flush as flush_logs
 from ocs.metrics import Metrics
-from ocs.store import migrate
+from ocs.store import POSTGRES_DOWN, migrate
+from ocs.tasks import Supervisor
 
 DRAIN_SECONDS = 8.0
 log = structlog.get_logger("ocsd")
@@ -64,16 +66,19 @@ def _redis_client(cfg: config.Config) -> Redis:
 
 
 async def _open_pool(cfg: config.Config) -> asyncpg.Pool:
+    """The pool opens no connection yet (min_size 0): PostgreSQL may be down at start-up."""
     try:
-        pool = await asyncpg.create_pool(cfg.postgres.dsn, min_size=0, max_size=4, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise StartupError(f"postgres: cannot connect to {cfg.postgres.dsn}: {exc}") from None
-    async with pool.acquire() as conn:
+        return await asyncpg.create_pool(cfg.postgres.dsn, min_size=0, max_size=4, timeout=5)
+    except (OSError, asyncpg.PostgresError, ValueError) as exc:
+        raise StartupError(f"postgres: bad dsn {cfg.postgres.dsn}: {exc}") from None
+
+
+async def _schema_ok(pool: asyncpg.Pool) -> None:
+    """Raises StartupError on an unmigrated schema, POSTGRES_DOWN when PostgreSQL cannot be asked."""
+    async with pool.acquire(timeout=5) as conn:
         todo = await migrate.pending(conn)
     if todo:
-        await pool.close()
         raise StartupError(f"postgres: schema not migrated ({', '.join(todo)}); run `ocsctl db migrate`")
-    return pool
 
 
 class Daemon:
@@ -84,19 +89,27 @@ class Daemon:
         self.metrics = Metrics()
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.supervisor = Supervisor(self.metrics, self._fatal)
+        self.exit_code = 0
+        self.degraded: dict[str, str] = {}  # reason -> what it means for the operator (/readyz, metric)
 
-    def spawn(self, coro: Awaitable[Any], name: str) -> None:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self.tasks.add(task)
-        task.add_done_callback(self._task_done)
+    def _fatal(self, reason: str) -> None:
+        """A failure the daemon cannot carry on with: stop, and exit 1 so systemd restarts it."""
+        if self.exit_code == 0:
+            log.error("fatal", reason=reason)
+        self.exit_code = 1
+        self.stop_event.set()
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
-            self.stop_event.set()
+    def _degrade(self, reason: str, meaning: str) -> None:
+        if reason not in self.degraded:
+            log.warning("degraded", reason=reason, meaning=meaning)
+        self.degraded[reason] = meaning
+        self.metrics.degraded.labels(reason).set(1)
+
+    def _recover(self, reason: str) -> None:
+        if self.degraded.pop(reason, None) is not None:
+            log.info("recovered", reason=reason)
+        self.metrics.degraded.labels(reason).set(0)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -108,7 +121,7 @@ class Daemon:
             _tune_gc()
             sdnotify.ready()
             log.info("ready", node=self.cfg.node.name, version=__version__, **self._addresses())
-            self.spawn(self._watchdog(), "sd-watchdog")
+            self.supervisor.spawn(self._watchdog, "sd-watchdog", restart=False)
             while not self.stop_event.is_set():
                 waiter = asyncio.ensure_future(self.reload_event.wait())
                 stopper = asyncio.ensure_future(self.stop_event.wait())
@@ -121,8 +134,8 @@ class Daemon:
             sdnotify.stopping()
             log.info("stopping")
             await self._drain()
-        log.info("stopped")
-        return 0
+        log.info("stopped", exit_code=self.exit_code)
+        return self.exit_code
 
     def _addresses(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -139,6 +152,7 @@ class Daemon:
         from ocs.radius.server import RadiusServer
         from ocs.store.flush import Flusher
         from ocs.store.reaper import Reaper
+        from ocs.store.tariff_snapshot import NoSnapshot
 
         cfg = self.cfg
         self.redis = _redis_client(cfg)
@@ -149,16 +163,24 @@ class Daemon:
             raise StartupError(f"redis: cannot connect to {cfg.redis.url}: {exc}") from None
         self.pool = await _open_pool(cfg)
         stack.push_async_callback(self.pool.close)
+        await self._check_schema(starting=True)
 
         self.core = Charging(cfg, self.redis, self.pool, self.metrics)
-        await self.core.start()
+        try:
+            await self.core.start()
+        except (NoSnapshot, *POSTGRES_DOWN) as exc:
+            raise StartupError(f"postgres: unreachable and no tariff snapshot in Redis to charge from: {exc}") from None
         stack.push_async_callback(self.core.close)
 
         self.flusher = Flusher(cfg, self.redis, self.pool, self.metrics)
         self.reaper = Reaper(cfg, self.redis, self.metrics)
-        self.spawn(self.flusher.run(), "flusher")
-        self.spawn(self.reaper.run(), "reaper")
-        self.spawn(self._ledger_sweep(), "ledger-sweep")
+        spawn = self.supervisor.spawn
+        spawn(self.flusher.run, "flusher")
+        spawn(self.flusher.run_lag, "usage-lag")
+        spawn(self.reaper.run, "reaper")
+        spawn(self._ledger_sweep, "ledger-sweep")
+        if self.degraded:
+            spawn(self._postgres_watch, "postgres-watch")
 
         self.diameter = DiameterServer(cfg, self.core, self.metrics)
         await self.diameter.start()
@@ -166,6 +188,36 @@ class Daemon:
         await self.radius.start()
         self.http = HttpServer(cfg.http.listen, self.metrics, self._checks())
         await self.http.start()
+
+    async def _check_schema(self, *, starting: bool = False) -> bool:
+        """True once PostgreSQL answered with a migrated schema.
+
+        Unreachable at start-up is no reason to refuse: charging needs nothing from PostgreSQL
+        on the request path (tariffs come from the Redis snapshot, records wait in the stream),
+        so the daemon starts degraded and :meth:`_postgres_watch` checks again.  An unmigrated
+        schema at start-up is refused (StartupError), as before.
+        """
+        try:
+            await _schema_ok(self.pool)
+        except POSTGRES_DOWN as exc:
+            self._degrade("postgres_down", f"PostgreSQL unreachable ({type(exc).__name__}): charging from the"
+                          " Redis tariff snapshot, usage records wait in the Redis stream")
+            return False
+        except StartupError as exc:
+            if starting:
+                raise
+            self._degrade("schema_not_migrated", str(exc))
+            return False
+        self._recover("postgres_down")
+        self._recover("schema_not_migrated")
+        return True
+
+    async def _postgres_watch(self) -> None:
+        """Until PostgreSQL answers with a migrated schema (started degraded), then done."""
+        for _ in itertools.count():
+            if await self._check_schema():
+                return
+            await asyncio.sleep(2)
 
     def _checks(self) -> dict[str, Callable[[], Awaitable[None]]]:
         async def redis_ok() -> None:
@@ -175,7 +227,11 @@ class Daemon:
             async with self.pool.acquire(timeout=1) as conn:
                 await conn.fetchval("SELECT 1")
 
-        return {"redis": redis_ok, "postgres": pg_ok}
+        async def not_degraded() -> None:
+            if self.degraded:
+                raise RuntimeError("; ".join(f"{k}: {v}" for k, v in sorted(self.degraded.items())))
+
+        return {"redis": redis_ok, "postgres": pg_ok, "degraded": not_degraded}
 
     async def _reload(self) -> None:
         """SIGHUP: re-read the config file for RADIUS clients, reload tariffs; sessions stay."""
@@ -230,9 +286,7 @@ class Daemon:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flusher.flush_all(), timeout=left())
         await self.http.stop()
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.supervisor.cancel_all()
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
