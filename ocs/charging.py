@@ -35,6 +35,7 @@ from ocs.store.outcomes import decode_outcome
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.sessions import SessionStore
 from ocs.store.tariff_cache import PgTariffSource, TariffCache, TariffNotFound, TariffSource
+from ocs.store.tariff_snapshot import SnapshotTariffSource
 
 log = structlog.get_logger("ocs.charging")
 MAX_RETRIES = 8
@@ -59,7 +60,8 @@ class Charging:
         if tariffs is None:
             if pool is None:
                 raise ValueError("a PostgreSQL pool or a tariff source is needed")
-            tariffs = PgTariffSource(pool)
+            # remembered in Redis: a daemon (re)started during a PostgreSQL outage rates from there
+            tariffs = SnapshotTariffSource(PgTariffSource(pool), self.rp, self.keys)
         self.tariffs = TariffCache(tariffs, self.rp, self.keys)
         self.accounts = AccountView(self.rp, self.keys)
         self.sessions = SessionStore(cfg, self.rp, self.keys, metrics=metrics)

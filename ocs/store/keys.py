@@ -25,6 +25,10 @@ Keys (``P`` is ``redis.key_prefix``, ``S`` the ``{sNN}`` tag):
                                Diameter CCR-T without MSCC ends them all)
 - ``P origin:<origin>``      set of ``sid|rg|account`` opened through a NAS/peer
 - ``P tariffs:gen``          counter bumped by every tariff import (daemons reload)
+- ``P tariffs:snap``         hash: tariff name -> current version last read from PostgreSQL
+- ``P tariffs:snap:<name>:<version>`` string: that version, zlib-compressed JSON, kept 30 days
+                               after its last load (a daemon started during a PostgreSQL outage
+                               rates from these: :mod:`ocs.store.tariff_snapshot`)
 """
 
 from __future__ import annotations
@@ -90,6 +94,12 @@ class Keys:
 
     def tariffs_gen(self) -> str:
         return f"{self.prefix}tariffs:gen"
+
+    def tariff_snapshot_current(self) -> str:
+        return f"{self.prefix}tariffs:snap"
+
+    def tariff_snapshot(self, name: str, version: int) -> str:
+        return f"{self.prefix}tariffs:snap:{name}:{version}"
 
     def all_usage_streams(self) -> list[str]:
         return [self.usage(s) for s in range(self.shards)]

@@ -160,3 +160,56 @@ def test_postgres_outage_keeps_charging_and_loses_nothing(pg_via_proxy: tuple[Da
 def _metrics(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         return r.read().decode()
+
+
+def test_restart_during_postgres_outage_charges_from_the_snapshot(pg_via_proxy: tuple[Daemon, TcpProxy]) -> None:
+    """A kill during a PostgreSQL cut: ocsd starts again at once (degraded), charges, and catches up."""
+    d, proxy = pg_via_proxy
+    proxy.cut()
+    d.kill()
+    t0 = time.monotonic()
+    d.start()  # ready without PostgreSQL: tariffs come from the Redis snapshot written at the last start
+    assert time.monotonic() - t0 < 10
+    status, body = _readyz(d.ports["http"])
+    assert status == 503 and "postgres_down" in body and "snapshot" in body
+    assert 'ocs_degraded{reason="postgres_down"} 1.0' in _metrics(d.ports["http"])
+    cl = GyClient(d.ports["diameter"])
+    try:
+        assert result(cl.cer()) == 2001
+        assert result(cl.request(c.CCR, 4, *ccr("rs;1", c.INITIAL, 0, called="4930123456", rg=1))) == 2001
+        assert result(cl.request(c.CCR, 4, *ccr("rs;1", c.TERMINATION, 1, rg=1, used=61))) == 2001
+    finally:
+        cl.close()
+    assert send(d.ports["acct"], acct(1, "rs-r1")) is not None  # RADIUS too
+    assert send(d.ports["acct"], acct(2, "rs-r1", time=30)) is not None
+    proxy.restore()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _readyz(d.ports["http"])[0] != 200:
+        time.sleep(0.2)
+    assert _readyz(d.ports["http"])[0] == 200
+    assert 'ocs_degraded{reason="postgres_down"} 0.0' in _metrics(d.ports["http"])
+    out: list[str] = []
+    while time.monotonic() < deadline:
+        out = d.ocsctl("cdr", "export", check=False).stdout.splitlines()
+        if len(out) == 3:
+            break
+        time.sleep(0.2)
+    assert sorted(line.split(",")[0] for line in out[1:]) == ["127.0.0.1|rs-r1", "rs;1"]
+    rec = d.ocsctl("reconcile", json_out=True)
+    assert rec["differences"] == 0
+
+
+def test_start_without_postgres_or_snapshot_is_refused_in_one_line(pg_via_proxy: tuple[Daemon, TcpProxy]) -> None:
+    d, proxy = pg_via_proxy
+    proxy.cut()
+    d.kill()
+    r = d.redis()
+    try:
+        r.delete(f"{d.prefix}tariffs:snap")
+    finally:
+        r.close()
+    with pytest.raises(AssertionError, match="exited 1"):
+        d.start()
+    assert "no tariff snapshot in Redis" in d.log_path.read_text()
+    proxy.restore()
+    d.start()  # PostgreSQL back: starts normally (and writes the snapshot again)
