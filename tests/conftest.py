@@ -75,7 +75,7 @@ async def pg(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.execute(
-            "TRUNCATE cdrs, usage, ledger, aliases, accounts, bands, rate_rows,"
+            "TRUNCATE cdrs, usage, usage_dead_letters, ledger, aliases, accounts, bands, rate_rows,"
             " tariff_versions, tariffs CASCADE"
         )
         await conn.close()

@@ -77,11 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     import ocs.cli.accounts
     import ocs.cli.operations
     import ocs.cli.tariffs
+    import ocs.cli.usage
 
     parser = _Parser(prog="ocsctl", description="Provision and operate the online charging system.")
     parser.add_argument("--config", help="config file (default: $OCS_CONFIG, then config/ocs.toml)")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-    for module in (ocs.cli.operations, ocs.cli.tariffs, ocs.cli.accounts):  # the verb modules
+    for module in (ocs.cli.operations, ocs.cli.tariffs, ocs.cli.accounts, ocs.cli.usage):  # the verb modules
         module.register(sub)
     return parser
 
