@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 
 from ocs import money
-from ocs.cli.main import Context, Refused, add_json, emit
-from ocs.store import provision
+from ocs.cli.context import Context, Refused, add_json, emit
+from ocs.store import accounts_db, provision
 
 KINDS = ("msisdn", "imsi", "sip", "nai", "pin", "other")
 
@@ -74,16 +74,14 @@ def _amount(raw: str, field: str, *, allow_negative: bool) -> int:
 
 
 async def _row(ctx: Context, account_id: str) -> asyncpg.Record:
-    row = await (await ctx.pg()).fetchrow("SELECT * FROM accounts WHERE id = $1", account_id)
+    row = await accounts_db.get(await ctx.pg(), account_id)
     if row is None:
         raise Refused(f"unknown account {account_id!r}")
     return row
 
 
 async def _aliases(ctx: Context, account_id: str) -> list[str]:
-    rows = await (await ctx.pg()).fetch("SELECT value FROM aliases WHERE account_id = $1 ORDER BY value",
-                                        account_id)
-    return [r["value"] for r in rows]
+    return await accounts_db.aliases(await ctx.pg(), account_id)
 
 
 async def _sync(ctx: Context, account_id: str) -> asyncpg.Record:
@@ -95,11 +93,10 @@ async def _sync(ctx: Context, account_id: str) -> asyncpg.Record:
 
 
 async def _add_alias(conn: asyncpg.Connection, account_id: str, value: str, kind: str | None) -> None:
-    owner = await conn.fetchval("SELECT account_id FROM aliases WHERE value = $1", value)
+    owner = await accounts_db.alias_owner(conn, value)
     if owner is not None:
         raise Refused(f"alias {value!r} already belongs to account {owner!r}")
-    await conn.execute("INSERT INTO aliases(value, account_id, kind) VALUES ($1, $2, $3)",
-                       value, account_id, kind or alias_kind(value))
+    await accounts_db.add_alias(conn, account_id, value, kind or alias_kind(value))
 
 
 ACCOUNT_ID = re.compile(r"[^\s\x00-\x1f\x7f]{1,128}")  # printable, no blanks: it is part of Redis keys and CSV
@@ -112,19 +109,17 @@ async def create_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     limit = _amount(args.credit_limit, "--credit-limit", allow_negative=False)
     if limit and not args.postpaid:
         raise Refused("--credit-limit needs --postpaid")
-    tariff = await conn.fetchrow("SELECT currency FROM tariffs WHERE name = $1", args.tariff)
-    if tariff is None:
+    tariff_currency = await accounts_db.tariff_currency(conn, args.tariff)
+    if tariff_currency is None:
         raise Refused(f"unknown tariff {args.tariff!r}")
     currency = args.currency.upper()
-    if tariff["currency"].strip() != currency:
-        raise Refused(f"--currency {currency} does not match tariff {args.tariff} ({tariff['currency']})")
-    if await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1", args.id):
+    if tariff_currency != currency:
+        raise Refused(f"--currency {currency} does not match tariff {args.tariff} ({tariff_currency})")
+    if await accounts_db.exists(conn, args.id):
         raise Refused(f"account {args.id!r} already exists")
     async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO accounts(id, type, currency, tariff, credit_limit, password)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            args.id, "postpaid" if args.postpaid else "prepaid", currency, args.tariff, limit, args.password)
+        await accounts_db.insert(conn, args.id, "postpaid" if args.postpaid else "prepaid", currency, args.tariff,
+                                 limit, args.password)
         for value in args.alias:
             await _add_alias(conn, args.id, value, None)
     await _sync(ctx, args.id)
@@ -154,8 +149,7 @@ async def show_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
 
 async def _set_status(ctx: Context, account_id: str, status: str) -> dict[str, Any]:
     await _row(ctx, account_id)
-    await (await ctx.pg()).execute("UPDATE accounts SET status = $2, updated_at = now() WHERE id = $1",
-                                   account_id, status)
+    await accounts_db.set_status(await ctx.pg(), account_id, status)
     await _sync(ctx, account_id)
     return await _show(ctx, account_id, f"account {account_id} {status}")
 
@@ -180,15 +174,14 @@ async def _ledger(ctx: Context, account_id: str, kind: str, amount: int, referen
     """Write-ahead in PostgreSQL, apply once in Redis, mark applied (docs/architecture.md)."""
     await _sync(ctx, account_id)  # also re-applies rows an earlier crash left pending
     conn = await ctx.pg()
-    prior = await conn.fetchrow("SELECT account_id, amount FROM ledger WHERE reference = $1", reference)
+    prior = await accounts_db.ledger_by_reference(conn, reference)
     if prior is not None:
         if prior["account_id"] != account_id or prior["amount"] != amount:
             raise Refused(f"reference {reference!r} was already used for a different operation")
         return await _show(ctx, account_id, f"reference {reference} already applied; nothing done",
                            {"applied": False, "reference": reference})
     try:
-        await conn.execute("INSERT INTO ledger(account_id, kind, amount, reference, reason)"
-                           " VALUES ($1, $2, $3, $4, $5)", account_id, kind, amount, reference, reason)
+        await accounts_db.insert_ledger(conn, account_id, kind, amount, reference, reason)
     except asyncpg.UniqueViolationError:
         raise Refused(f"reference {reference!r} is being applied concurrently; retry") from None
     await provision.apply_pending(conn, await ctx.redis(), ctx.keys, account_id)

@@ -13,8 +13,8 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from ocs import money
-from ocs.cli.main import Context, Refused, Usage, add_json, emit
-from ocs.store import migrate, provision
+from ocs.cli.context import Context, Refused, Usage, add_json, emit
+from ocs.store import accounts_db, migrate, provision, records
 from ocs.store.keys import USAGE_GROUP
 from ocs.store.outcomes import text
 
@@ -71,23 +71,20 @@ def _utc(ts: datetime) -> str:
 
 async def export_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     start, end = _bound(args.start, "--from"), _bound(args.end, "--to")
-    rows = await (await ctx.pg()).fetch(
-        "SELECT * FROM cdrs WHERE ($1::timestamptz IS NULL OR start_time >= $1)"
-        " AND ($2::timestamptz IS NULL OR start_time < $2) AND ($3::text IS NULL OR account = $3)"
-        " ORDER BY start_time, session_id, rating_group", start, end, args.account)
-    records = [{
+    rows = await records.cdrs(await ctx.pg(), start, end, args.account)
+    out = [{
         **{c: r[c] for c in CDR_COLUMNS},
         "start_time": _utc(r["start_time"]), "charge": money.format(r["charge"], places=6),
         "currency": r["currency"].strip(),
     } for r in rows]
     if args.format == "json" or ctx.json:
-        print(json.dumps(records, indent=2))
+        print(json.dumps(out, indent=2))
     else:
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(CDR_COLUMNS)
-        for rec in records:
+        for rec in out:
             w.writerow([rec[c] for c in CDR_COLUMNS])
-    return {"records": len(records)}
+    return {"records": len(out)}
 
 
 async def _stream_pending(ctx: Context) -> dict[str, dict[str, int]]:
@@ -104,20 +101,9 @@ async def _stream_pending(ctx: Context) -> dict[str, dict[str, int]]:
 
 async def _expected(ctx: Context) -> list[dict[str, Any]]:
     conn = await ctx.pg()
-    rows = await conn.fetch(
-        "SELECT a.id,"
-        " (SELECT coalesce(sum(amount), 0) FROM ledger l WHERE l.account_id = a.id AND applied_at IS NOT NULL)"
-        "   AS credited,"
-        " (SELECT coalesce(sum(amount), 0) FROM ledger l WHERE l.account_id = a.id AND applied_at IS NULL)"
-        "   AS unapplied,"
-        " (SELECT coalesce(sum(amount), 0) FROM usage u WHERE u.account_id = a.id) AS settled"
-        " FROM accounts a ORDER BY a.id")
+    rows = await records.ledger_totals(conn)
     pending = await _stream_pending(ctx)
-    flushed = set()
-    ids = [rid for recs in pending.values() for rid in recs]
-    if ids:
-        flushed = {r["record_id"] for r in await conn.fetch(
-            "SELECT record_id FROM usage WHERE record_id = ANY($1::text[])", ids)}
+    flushed = await records.flushed(conn, [rid for recs in pending.values() for rid in recs])
     out = []
     for r in rows:
         in_stream = sum(a for rid, a in pending.get(r["id"], {}).items() if rid not in flushed)
@@ -155,7 +141,7 @@ async def rebuild_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     """
     redis, conn = await ctx.redis(), await ctx.pg()
     dropped = []
-    async for key in redis.scan_iter(match=f"{ctx.keys.prefix}{{s*}}:sess:*", count=1000):
+    async for key in redis.scan_iter(match=ctx.keys.all_sessions_pattern(), count=1000):
         f = {text(k): text(v) for k, v in (await redis.hgetall(key)).items()}
         if f.get("closed") != "1" and int(f.get("hold") or 0) > 0:
             dropped.append({"account": f.get("acct"), "session": f.get("sid"), "hold": money.format(int(f["hold"]))})
@@ -164,11 +150,10 @@ async def rebuild_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
         await redis.delete(ctx.keys.expiry(shard), ctx.keys.totals(shard))  # no hold survives
     expected = {e["id"]: e for e in await _expected(ctx)}
     for e in expected.values():
-        row = await conn.fetchrow("SELECT * FROM accounts WHERE id = $1", e["id"])
+        row = await accounts_db.get(conn, e["id"])
         assert row is not None
-        aliases = [r["value"] for r in await conn.fetch("SELECT value FROM aliases WHERE account_id = $1", e["id"])]
-        await provision.sync_account(redis, ctx.keys, row, aliases)
-        ids = [r["id"] for r in await conn.fetch("SELECT id FROM ledger WHERE account_id = $1", e["id"])]
+        await provision.sync_account(redis, ctx.keys, row, await accounts_db.aliases(conn, e["id"]))
+        ids = await accounts_db.ledger_ids(conn, e["id"])
         total = e["credited"] + e["unapplied"] - e["settled"]
         pipe = redis.pipeline(transaction=True)
         pipe.hset(ctx.keys.account(e["id"]), mapping={"bal": total, "rsv": 0})
@@ -176,8 +161,7 @@ async def rebuild_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
         if ids:
             pipe.sadd(ctx.keys.applied(e["id"]), *ids)
         await pipe.execute()
-        await conn.execute("UPDATE ledger SET applied_at = now() WHERE account_id = $1 AND applied_at IS NULL",
-                           e["id"])
+        await accounts_db.mark_ledger_applied(conn, e["id"])
     for stream in ctx.keys.all_usage_streams():  # the group must exist for the flusher
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
             await redis.xgroup_create(stream, USAGE_GROUP, id="0", mkstream=True)

@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ocs import money
-from ocs.cli.main import Context, Refused, Usage, add_json, emit
+from ocs.cli.context import Context, Refused, Usage, add_json, emit
 from ocs.model import Service
 from ocs.rating.engine import CompiledTariff
 from ocs.store import tariff_csv, tariffs

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from ocs.cli.main import Context, Refused, add_json, emit
+from ocs.cli.context import Context, Refused, add_json, emit
 from ocs.store import POSTGRES_REFUSED, dead_letters
 
 

@@ -101,5 +101,9 @@ class Keys:
     def tariff_snapshot(self, name: str, version: int) -> str:
         return f"{self.prefix}tariffs:snap:{name}:{version}"
 
+    def all_sessions_pattern(self) -> str:
+        """SCAN pattern matching every session hash of every shard."""
+        return f"{self.prefix}{{s*}}:sess:*"
+
     def all_usage_streams(self) -> list[str]:
         return [self.usage(s) for s in range(self.shards)]
