@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ERLANG_DIR = Path(__file__).resolve().parent / "erlang"
-DICTIONARY = ERLANG_DIR / "ocs_gy.dia"
+DICTIONARY = Path(__file__).resolve().parents[2] / "diameter" / "ocs_gy.dia"  # the project's dictionary
 MODULES = ("ocs_gy_client", "ocs_gy_ref_server")
 
 

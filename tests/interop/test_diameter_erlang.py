@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import signal
 import subprocess
 import time
@@ -22,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from ocs.diameter import constants as c
 from tests.e2e.daemon import Daemon
 from tests.interop import otp
 from tests.interop.test_radius_radclient import _need
@@ -102,29 +100,6 @@ def _run_client(ebin: Path, port: int, *steps: str) -> list[dict[str, str]]:
     cea = lines[0][1]
     assert cea == {"result": "2001", "origin_host": "ocs.test.example.net"}
     return [f for t, f in lines if t == "cca"]
-
-
-def test_dictionary_codes_match_the_server() -> None:
-    """Every AVP of ocs_gy.dia that ocsd names has the code ocsd uses (RFC 4006, TS 32.299)."""
-    text = otp.DICTIONARY.read_text()
-    types = text.split("@avp_types", 1)[1].split("@avp_vendor_id", 1)[0]
-    codes = {m[1]: int(m[2]) for m in re.finditer(r"^\s+([A-Z][\w-]+)\s+(\d+)\s+\w+\s+\S+\s*$", types, re.M)}
-    compared = 0
-    for name, code in codes.items():
-        const = name.upper().replace("-", "_")
-        if hasattr(c, const):
-            assert getattr(c, const) == code, name
-            compared += 1
-    for needed in ("Service-Context-Id", "CC-Request-Type", "CC-Request-Number", "Subscription-Id",
-                   "Subscription-Id-Type", "Subscription-Id-Data", "Multiple-Services-Credit-Control",
-                   "Requested-Service-Unit", "Used-Service-Unit", "Granted-Service-Unit", "CC-Time",
-                   "CC-Total-Octets", "CC-Service-Specific-Units", "Rating-Group", "Validity-Time",
-                   "Final-Unit-Indication", "Final-Unit-Action", "Requested-Action", "Service-Information",
-                   "IMS-Information", "Called-Party-Address"):
-        assert needed in codes, needed
-    assert compared >= 25
-    vendor = text.split("@avp_vendor_id 10415", 1)[1].split("@messages", 1)[0].split()
-    assert {"Service-Information", "IMS-Information", "Called-Party-Address"} <= set(vendor)
 
 
 def test_erlang_gy_session_cer_i_u_t_dpr(ebin: Path, daemon: Daemon, tmp_path: Path) -> None:
