@@ -4,10 +4,10 @@ Both front ends call these with a :class:`~ocs.model.ChargeRequest` and map the
 tagged :class:`~ocs.model.Outcome` to their codes.  Division of labour:
 
 - Python rates (pure :mod:`ocs.rating`): the cumulative charge of the session's
-  total usage (spec section 3 rule 5) and a :class:`GrantPlan` for the next grant;
+  total usage (docs/rating.md rule 5) and a :class:`GrantPlan` for the next grant;
 - one Lua script per request moves the money atomically (``ocs/store/lua``):
   idempotency by request number, CAS on the usage Python rated from, debit,
-  usage record, grant search against ``available`` (spec section 4).
+  usage record, grant search against ``available`` (docs/rating.md).
 
 A CONFLICT from a script (the session moved between our read and the script,
 e.g. two retransmissions racing) re-reads and retries; the script's

@@ -1,6 +1,6 @@
 """Configuration: TOML -> frozen dataclasses, validated once at start-up.
 
-Every key of the operator's contract (spec section 1) is a field here with its
+Every key of the operator's contract (docs/configuration.md) is a field here with its
 default.  An unknown key or a value of the wrong type raises
 :class:`ConfigError` whose message names the full key path (``radius.clients[0].secret``),
 so ``ocsd`` and ``ocsctl`` can print one line and exit 2.
@@ -238,7 +238,7 @@ def from_mapping(data: dict[str, Any], env: typing.Mapping[str, str] | None = No
 
 
 def resolve_path(explicit: str | None, env: typing.Mapping[str, str] | None = None) -> Path:
-    """``--config`` wins, then ``$OCS_CONFIG``, then ``config/ocs.toml`` (spec section 1)."""
+    """``--config`` wins, then ``$OCS_CONFIG``, then ``config/ocs.toml`` (docs/configuration.md)."""
     env = os.environ if env is None else env
     return Path(explicit or env.get("OCS_CONFIG") or DEFAULT_PATH)
 

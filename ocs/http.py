@@ -1,4 +1,4 @@
-"""HTTP on ``http.listen``: ``/metrics`` (Prometheus text), ``/healthz``, ``/readyz`` (spec section 8).
+"""HTTP on ``http.listen``: ``/metrics`` (Prometheus text), ``/healthz``, ``/readyz`` (docs/observability.md).
 
 A deliberately tiny HTTP/1.1 server on asyncio streams (no web framework in the
 daemon): GET/HEAD only, one request per connection, bounded header size and

@@ -95,7 +95,7 @@ class LineWriter:
 
 
 def charging_event(logger: Any, *, session: str, account: str, peer: str, outcome: str, **kw: Any) -> None:
-    """Log one charging event with the fields every such line carries (spec section 8)."""
+    """Log one charging event with the fields every such line carries (docs/observability.md)."""
     logger.info("charging", session=session, account=account, peer=peer, outcome=outcome, **kw)
 
 

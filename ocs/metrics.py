@@ -1,4 +1,4 @@
-"""Prometheus metric families (spec section 8), created per daemon, never at import time.
+"""Prometheus metric families (docs/observability.md), created per daemon, never at import time.
 
 Front ends and the core receive the one :class:`Metrics` instance from the
 composition root.  Label values are bounded: protocol, request type and result

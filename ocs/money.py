@@ -71,7 +71,7 @@ def format(amount: int, *, places: int | None = None) -> str:
 def div_round_half_up(numerator: int, denominator: int) -> int:
     """``numerator / denominator`` rounded half away from zero, in integers.
 
-    The single rounding step of spec section 3 rule 4.
+    The single rounding step of docs/rating.md rule 4.
     """
     if denominator <= 0:
         raise ValueError("denominator must be positive")

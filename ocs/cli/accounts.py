@@ -1,4 +1,4 @@
-"""``ocsctl account ...``, ``topup`` and ``adjust`` (spec sections 2 and 4)."""
+"""``ocsctl account ...``, ``topup`` and ``adjust`` (docs/provisioning.md, docs/rating.md)."""
 
 from __future__ import annotations
 

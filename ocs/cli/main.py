@@ -1,4 +1,4 @@
-"""``ocsctl``: provisioning and operations (spec section 2).
+"""``ocsctl``: provisioning and operations (docs/provisioning.md).
 
 Every verb is ``async def run(ctx, args) -> dict`` returning one JSON-able
 document; ``--json`` prints it, otherwise a short human text.  Errors are one

@@ -1,4 +1,4 @@
-"""``ocsctl db migrate``, ``cdr export``, ``reconcile``, ``rebuild-balances`` (spec sections 2, 4, 7)."""
+"""``ocsctl db migrate``, ``cdr export``, ``reconcile``, ``rebuild-balances`` (docs/provisioning.md, docs/rating.md)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=migrate_cmd)
     cdr = sub.add_parser("cdr", help="usage records")
     csub = cdr.add_subparsers(dest="cdr_verb", required=True, parser_class=type(cdr))
-    p = csub.add_parser("export", help="export CDRs (spec section 7 columns)")
+    p = csub.add_parser("export", help="export CDRs (docs/provisioning.md columns)")
     p.add_argument("--from", dest="start", help="start date/time (UTC), inclusive")
     p.add_argument("--to", dest="end", help="end date/time (UTC), exclusive")
     p.add_argument("--account")

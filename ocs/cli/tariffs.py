@@ -1,4 +1,4 @@
-"""``ocsctl tariff import|show|rate`` (spec sections 2 and 3)."""
+"""``ocsctl tariff import|show|rate`` (docs/provisioning.md, docs/rating.md)."""
 
 from __future__ import annotations
 

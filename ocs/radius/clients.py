@@ -1,4 +1,4 @@
-"""RADIUS clients by source address or CIDR (spec section 6), and a per-client reply rate limit."""
+"""RADIUS clients by source address or CIDR (docs/radius.md), and a per-client reply rate limit."""
 
 from __future__ import annotations
 

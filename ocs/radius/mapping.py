@@ -1,4 +1,4 @@
-"""RADIUS <-> charging verbs, as data (spec section 6, RFC 2865/2866).
+"""RADIUS <-> charging verbs, as data (docs/radius.md, RFC 2865/2866).
 
 Accounting idempotency: a charge is identified by (Acct-Session-Id, status,
 session time), encoded as the core's request number, so an Interim or Stop

@@ -189,7 +189,7 @@ class RadiusServer:
 
     @classmethod
     def _session_key(cls, pkt: codec.Packet, nas: str) -> str:
-        """``NAS|Acct-Session-Id`` (spec section 6), else the hold key until the Start.
+        """``NAS|Acct-Session-Id`` (docs/radius.md), else the hold key until the Start.
 
         Qualified by the NAS like FreeRADIUS' Acct-Unique-Session-Id: an Acct-Session-Id is unique
         per NAS only (RFC 2866 section 5.5), and gateways' counters collide, also for one account's

@@ -1,11 +1,11 @@
-"""Rating engine (spec section 3): pure and I/O-free.
+"""Rating engine (docs/rating.md): pure and I/O-free.
 
 A :class:`CompiledTariff` is built once per tariff version (prefix index, band
 calendar) and answers: which row rates this number at this instant (rule 1),
 what a usage of ``d`` units costs (rules 2-4, with an explanation), and the
 inverse the balance engine needs: a :class:`GrantPlan` from which the Redis
 script finds, atomically, the largest whole number of blocks the available
-money buys (spec section 4).
+money buys (docs/rating.md).
 
 Prices are exact: a block of ``u`` units on a row of rate ``r`` (micro-units
 per ``PER_UNITS`` units) contributes the numerator ``r * u``; the charge is

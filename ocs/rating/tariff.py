@@ -3,7 +3,7 @@
 Pure data, no I/O.  Amounts are integer micro-units (:mod:`ocs.money`).
 Units are generic: seconds for voice, octets for data, messages for SMS; a
 row's ``rate`` is the price of ``PER_UNITS[service]`` units (60 s for voice,
-spec section 3; 1 MiB for data; one message for SMS - see docs/tariffs.md).
+docs/rating.md; 1 MiB for data; one message for SMS - see docs/tariffs.md).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ocs.model import Service
 ANY_BAND = "any"
 
 PER_UNITS: dict[Service, int] = {Service.VOICE: 60, Service.DATA: 1_048_576, Service.SMS: 1}
-"""How many units ``rate`` prices: spec section 3 says "price per 60 s" for voice."""
+"""How many units ``rate`` prices: docs/rating.md says "price per 60 s" for voice."""
 
 DEFAULT_INCREMENTS: dict[Service, tuple[int, int]] = {
     Service.VOICE: (60, 60),
@@ -28,7 +28,7 @@ DEFAULT_INCREMENTS: dict[Service, tuple[int, int]] = {
 
 @dataclass(frozen=True)
 class RateRow:
-    """One row of RATES.csv (spec section 3), validated and converted."""
+    """One row of RATES.csv (docs/tariffs.md), validated and converted."""
 
     prefix: str
     destination: str

@@ -1,4 +1,4 @@
-"""Release the holds of sessions silent for validity + grace (spec section 4, RFC 4006 Tcc).
+"""Release the holds of sessions silent for validity + grace (docs/rating.md, RFC 4006 Tcc).
 
 Safe to run on every daemon at once: candidates come from each shard's expiry
 zset, and ``reap.lua`` re-checks the expiry atomically, so a session refreshed

@@ -5,7 +5,7 @@ re-rates a session identically whatever was imported since.  The current version
 of each name is re-read when ``ocsctl tariff import`` bumps ``tariffs:gen`` in
 Redis (checked at most every :data:`CHECK_SECONDS`) or on SIGHUP.
 
-Charging must go on while PostgreSQL is down (spec section 7, runbook): every
+Charging must go on while PostgreSQL is down (docs/provisioning.md, runbook): every
 tariff's current version is loaded at start-up (:meth:`TariffCache.preload`),
 and when PostgreSQL cannot be asked which version is current, the last one
 known keeps rating until the next change can be read.

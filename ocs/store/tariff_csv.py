@@ -1,4 +1,4 @@
-"""RATES.csv and BANDS.csv (spec section 3): parse and validate every row, pure.
+"""RATES.csv and BANDS.csv (docs/tariffs.md): parse and validate every row, pure.
 
 Every problem is reported with its line number, and one bad row rejects the
 whole file (the importer changes nothing), so an operator fixes the file and

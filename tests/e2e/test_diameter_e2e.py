@@ -1,4 +1,4 @@
-"""Diameter Gy against ocsd as a subprocess with real Redis and PostgreSQL (spec section 5)."""
+"""Diameter Gy against ocsd as a subprocess with real Redis and PostgreSQL (docs/diameter.md)."""
 
 from __future__ import annotations
 

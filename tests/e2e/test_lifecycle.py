@@ -1,4 +1,4 @@
-"""ocsd as an operator runs it: start-up, readiness, signals, config errors (spec section 1, issue 6)."""
+"""ocsd as an operator runs it: start-up, readiness, signals, config errors (docs/configuration.md, issue 6)."""
 
 from __future__ import annotations
 

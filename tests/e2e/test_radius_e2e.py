@@ -1,4 +1,4 @@
-"""RADIUS prepaid against ocsd as a subprocess with real Redis and PostgreSQL (spec section 6)."""
+"""RADIUS prepaid against ocsd as a subprocess with real Redis and PostgreSQL (docs/radius.md)."""
 
 from __future__ import annotations
 

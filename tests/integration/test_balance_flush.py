@@ -1,4 +1,4 @@
-"""Usage records reach PostgreSQL exactly once; money is conserved under concurrency (spec 4, 7)."""
+"""Usage records reach PostgreSQL exactly once; money is conserved under concurrency (docs/rating.md, docs/provisioning.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The charging verbs against real Redis: grants, cumulative debits, holds, idempotency (spec 3-5)."""
+"""The charging verbs against real Redis: grants, cumulative debits, holds, idempotency (docs/rating.md, docs/diameter.md)."""
 
 from __future__ import annotations
 

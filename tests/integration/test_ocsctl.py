@@ -1,4 +1,4 @@
-"""ocsctl as an operator uses it: exit codes, one-line errors, nothing half-applied (spec section 2)."""
+"""ocsctl as an operator uses it: exit codes, one-line errors, nothing half-applied (docs/provisioning.md)."""
 
 from __future__ import annotations
 

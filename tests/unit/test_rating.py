@@ -1,4 +1,4 @@
-"""Every rule of spec section 3, plus hypothesis properties of the engine and its inverse."""
+"""Every rule of docs/rating.md, plus hypothesis properties of the engine and its inverse."""
 
 from __future__ import annotations
 
