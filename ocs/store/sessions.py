@@ -265,7 +265,7 @@ class SessionStore:
     def _new_used(self, req: ChargeRequest, used: int, excess: int, granted: int) -> tuple[int, int]:
         """(new used total, excess units of this request) for usage reported against ``used``.
 
-        Totals never go backwards (out-of-order interims).  Plausibility (spec section 4): time
+        Totals never go backwards (out-of-order interims).  Plausibility (docs/rating.md): time
         reported in one request beyond the grant plus ``charging.max_overuse_seconds`` is not
         charged; the excess is kept on the session (``xs``) so a later cumulative total (RADIUS
         Acct-Session-Time) does not count it again.  0 = no cap.  Octets and events: no cap.
