@@ -31,7 +31,6 @@ from ocs.model import ChargeRequest, EventAction, Outcome, Service, Status
 from ocs.rating.engine import CompiledTariff, Selection, affordable
 from ocs.store.accounts_view import Account, AccountView
 from ocs.store.keys import Keys
-from ocs.store.outcomes import decode_outcome
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.sessions import SessionStore
 from ocs.store.tariff_cache import PgTariffSource, TariffCache, TariffNotFound, TariffSource
@@ -258,10 +257,3 @@ class Charging:
             count += out.status is Status.GRANTED
         return count
 
-
-def replay(out: Outcome) -> Outcome:
-    """An outcome marked as a replayed duplicate."""
-    return dataclasses.replace(out, duplicate=True)
-
-
-__all__ = ["Charging", "decode_outcome", "replay"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -30,9 +30,6 @@ class Service(enum.Enum):
     VOICE = "voice"
     DATA = "data"
     SMS = "sms"
-
-
-UNIT_OF = {Service.VOICE: "seconds", Service.DATA: "octets", Service.SMS: "messages"}
 
 
 class Status(enum.Enum):
@@ -117,7 +114,6 @@ class Outcome:
     currency: str = ""
     duplicate: bool = False
     reason: str = ""  # human text for Reply-Message / logs
-    details: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

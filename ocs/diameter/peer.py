@@ -14,17 +14,15 @@ import contextlib
 import enum
 import random
 import time
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import structlog
 
 from ocs.diameter import codec, gy
 from ocs.diameter import constants as c
 from ocs.diameter.codec import CodecError, Message
+from ocs.diameter.state import ServerState
 from ocs.model import StoreUnavailable
-
-if TYPE_CHECKING:
-    from ocs.diameter.server import DiameterServer
 
 log = structlog.get_logger("ocs.diameter")
 
@@ -36,7 +34,7 @@ class State(enum.Enum):
 
 
 class Peer(asyncio.Protocol):
-    def __init__(self, server: DiameterServer) -> None:
+    def __init__(self, server: ServerState) -> None:
         self.server = server
         self.cfg = server.cfg.diameter
         self.state = State.WAIT_CER

@@ -34,13 +34,16 @@ class AcctStatus(enum.IntEnum):
     ACCOUNTING_OFF = 8
 
 
-VERB_OF = {
-    AcctStatus.START: "start",
+VERB_OF = {  # the core verb each Acct-Status-Type lands on; the server dispatches through this table
+    AcctStatus.START: "bind",  # bind the Access-Request's hold, else initiate
     AcctStatus.INTERIM: "update",
     AcctStatus.STOP: "terminate",
     AcctStatus.ACCOUNTING_ON: "terminate_origin",
     AcctStatus.ACCOUNTING_OFF: "terminate_origin",
 }
+
+ORIGIN_CAUSE = {AcctStatus.ACCOUNTING_ON: "NAS-Reboot", AcctStatus.ACCOUNTING_OFF: "NAS-Request"}
+"""Termination cause on the records of sessions an Accounting-On/Off settles (RFC 2866 5.10 names)."""
 
 REJECT_REASON = {
     Status.UNKNOWN_SUBSCRIBER: "unknown account",

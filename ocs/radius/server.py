@@ -60,7 +60,7 @@ class RadiusServer:
         self.cfg = cfg
         self.core = core
         self.metrics = metrics
-        self.dict = load_dictionary(cfg)
+        load_dictionary(cfg)  # validates the configured dictionaries at start-up (a bad file: no start)
         self.clients = ClientTable(cfg.radius.clients, cfg.radius.replies_per_second_per_client)
         self.cache = DuplicateCache(cfg.radius.duplicate_cache_seconds)
         self.tasks: set[asyncio.Task[None]] = set()
@@ -259,9 +259,8 @@ class RadiusServer:
         nas = self._nas(pkt, addr)
         delay = pkt.integer(codec.ACCT_DELAY_TIME) or 0
         when = datetime.now(UTC) - timedelta(seconds=delay)
-        if status in (m.AcctStatus.ACCOUNTING_ON, m.AcctStatus.ACCOUNTING_OFF):
-            n = await self.core.terminate_origin(nas, "NAS-Reboot" if status is m.AcctStatus.ACCOUNTING_ON
-                                                 else "NAS-Request")
+        if m.VERB_OF[status] == "terminate_origin":
+            n = await self.core.terminate_origin(nas, m.ORIGIN_CAUSE[status])
             log.info("accounting_on_off", nas=nas, status=status.name, settled=n)
         else:
             await self._session_accounting(pkt, status, nas, when)
@@ -278,15 +277,13 @@ class RadiusServer:
             service=Service.VOICE, destination=called, event_time=when, used_units=t, used_is_total=True,
             requested_units=self.cfg.charging.max_grant_seconds, protocol="radius", origin=nas, calling=calling,
             termination_cause=cause, hold_seconds=self.call_hold)
-        if status is m.AcctStatus.START:
-            bound = await self.core.bind(self._hold_key(nas, pkt), sid, user or calling, self.call_hold)
-            out = None
-            if not bound:
+        verb = m.VERB_OF[status]
+        out: Outcome | None = None
+        if verb == "bind":
+            if not await self.core.bind(self._hold_key(nas, pkt), sid, user or calling, self.call_hold):
                 out = await self.core.initiate(req)  # the Access-Request was not ours (or already bound)
-        elif status is m.AcctStatus.INTERIM:
-            out = await self.core.update(req)
         else:
-            out = await self.core.terminate(req)
+            out = await getattr(self.core, verb)(req)
         if out is not None:
             self._count(status.name.lower(), out)
         else:  # a Start that bound the Access-Request's hold: counted as a granted start

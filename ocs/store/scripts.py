@@ -3,9 +3,9 @@
 Design rule (docs/architecture.md): one ``.lua`` file per atomic operation, its
 header listing KEYS, ARGV and every return code; Python calls it through a
 :class:`Script` with EVALSHA and falls back to SCRIPT LOAD on NOSCRIPT (a Redis
-restart or failover forgets loaded scripts).  Typed wrappers per script live
-next to their callers (``ocs/store/balance.py``, ``ocs/store/accounts_redis.py``) and build on
-:class:`Script`.
+restart or failover forgets loaded scripts).  The charging scripts are called
+through :class:`~ocs.store.pipeline.AutoPipeline` (``rp.script(...)``, batched per loop tick);
+``topup.lua`` directly through :meth:`Script.__call__` (:mod:`ocs.store.provision`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 ScriptArg = str | int | bytes
@@ -55,13 +54,3 @@ class Script:
         except NoScriptError:
             await client.script_load(self.source)
             return await client.evalsha(self.sha, len(keys), *keys, *args)
-
-    def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[ScriptArg]) -> None:
-        """Add a call to a pipeline; call :meth:`ensure_loaded` once before executing it."""
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
-
-    async def ensure_loaded(self, client: Redis) -> None:
-        """Load the script if the server does not know it (before pipelined EVALSHA)."""
-        exists = await client.script_exists(self.sha)
-        if not exists[0]:
-            await client.script_load(self.source)

@@ -77,7 +77,7 @@ def _peer(core: FakeCore | None = None, **diameter: object) -> tuple[Peer, FakeT
     cfg = config.from_mapping({}, env={})
     cfg = dataclasses.replace(cfg, diameter=dataclasses.replace(cfg.diameter, **diameter))  # type: ignore[arg-type]
     server = DiameterServer(cfg, core or FakeCore(), Metrics())  # type: ignore[arg-type]
-    peer = Peer(server)
+    peer = Peer(server.state)
     t = FakeTransport()
     peer.connection_made(t)  # type: ignore[arg-type]
     return peer, t
