@@ -11,7 +11,8 @@ from typing import Any
 import asyncpg
 
 from bench.common import format_table, row
-from ocs.store import migrate, tariff_csv, tariffs
+from ocs.rating import tariff_csv
+from ocs.store import migrate, tariffs
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ocs import money
 from ocs.cli.context import Context, Refused, Usage, add_json, emit
 from ocs.model import Service
+from ocs.rating import tariff_csv
 from ocs.rating.engine import CompiledTariff
-from ocs.store import tariff_csv, tariffs
+from ocs.store import tariffs
 
 
 def register(sub: Any) -> None:

@@ -8,7 +8,7 @@ import socket
 
 from ocs.config import Config, split_hostport
 from ocs.diameter.peer import Peer
-from ocs.diameter.state import ServerState
+from ocs.diameter.state import PeerHandle, ServerState
 from ocs.metrics import Metrics
 from ocs.model import ChargingCore
 
@@ -20,7 +20,7 @@ class DiameterServer:
         self.servers: list[asyncio.Server] = []
 
     @property
-    def peers(self) -> set[Peer]:
+    def peers(self) -> set[PeerHandle]:
         return self.state.peers
 
     @property

@@ -8,7 +8,7 @@ with no import cycle between peer and server.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ocs import __version__
 from ocs.config import Config, split_hostport
@@ -17,8 +17,11 @@ from ocs.diameter import constants as c
 from ocs.metrics import Metrics
 from ocs.model import ChargingCore
 
-if TYPE_CHECKING:
-    from ocs.diameter.peer import Peer
+
+class PeerHandle(Protocol):
+    """What the server needs of an open peer connection (:class:`ocs.diameter.peer.Peer`)."""
+
+    async def disconnect(self, timeout: float) -> None: ...
 
 
 @dataclass
@@ -26,7 +29,7 @@ class ServerState:
     cfg: Config
     core: ChargingCore
     metrics: Metrics
-    peers: set[Peer] = field(default_factory=set)
+    peers: set[PeerHandle] = field(default_factory=set)
     inflight: int = 0  # CCRs being handled over all peers (diameter.max_inflight)
 
     def allowed(self, host: str, realm: str, address: str) -> bool:

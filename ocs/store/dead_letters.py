@@ -17,8 +17,9 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from ocs.store.usage_rows import Entry, write_batch
+
 Conn = asyncpg.Connection | PoolConnectionProxy
-Entry = tuple[str, str, dict[str, str]]  # stream, entry id, fields
 
 
 def encode_fields(fields: dict[str, str]) -> str:
@@ -77,8 +78,6 @@ async def retry(conn: Conn, dead_id: int) -> None:
 
     The refusal is re-raised after its attempt is counted (exit 1 in the CLI, the error named).
     """
-    from ocs.store.flush import write_batch
-
     row = await conn.fetchrow("SELECT * FROM usage_dead_letters WHERE id = $1", dead_id)
     if row is None:
         raise DeadLetterNotFound(dead_id)

@@ -1,0 +1,58 @@
+"""Usage records and CDRs from the stream as PostgreSQL rows, written idempotently in one transaction.
+
+Shared by the flusher and by ``ocsctl usage retry`` (a dead letter is written the same way).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+Entry = tuple[str, str, dict[str, str]]  # stream, entry id, fields
+
+USAGE_COLS = ("record_id", "account_id", "session_id", "rating_group", "request_number", "kind",
+              "protocol", "service", "units", "used_total", "amount", "charged_total", "balance_after",
+              "currency", "event_time", "node", "excess_units")
+CDR_COLS = ("record_id", "session_id", "rating_group", "account", "protocol", "service", "calling",
+            "called", "prefix", "destination", "start_time", "duration", "billed_seconds", "charge",
+            "currency", "termination_cause", "end_time", "node", "excess_units")
+_INTS = {"rating_group", "request_number", "units", "used_total", "amount", "charged_total",
+         "balance_after", "duration", "billed_seconds", "charge", "excess_units"}
+_TIMES = {"event_time", "start_time", "end_time"}
+
+
+def _value(col: str, raw: str | None) -> Any:
+    if col in _INTS:
+        return int(raw) if raw not in (None, "") else (None if col == "balance_after" else 0)
+    if col in _TIMES:
+        return datetime.fromisoformat(raw) if raw else None
+    return raw or ""
+
+
+def to_rows(entries: list[Entry]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    usage, cdrs = [], []
+    for _stream, _id, f in entries:
+        if f.get("t") == "c":
+            cdrs.append(tuple(_value(c, f.get(c)) for c in CDR_COLS))
+        else:
+            usage.append(tuple(_value(c, f.get(c)) for c in USAGE_COLS))
+    return usage, cdrs
+
+
+async def write_batch(conn: asyncpg.Connection | PoolConnectionProxy, entries: list[Entry]) -> None:
+    """Insert a batch idempotently in one transaction (COPY into temp tables, then ON CONFLICT)."""
+    usage, cdrs = to_rows(entries)
+    async with conn.transaction():
+        for table, cols, rows in (("usage", USAGE_COLS, usage), ("cdrs", CDR_COLS, cdrs)):
+            if not rows:
+                continue
+            tmp = f"_in_{table}"
+            await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp}"
+                               f" (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+            await conn.copy_records_to_table(tmp, records=rows, columns=list(cols))
+            collist = ", ".join(cols)
+            await conn.execute(f"INSERT INTO {table} ({collist}) SELECT {collist} FROM {tmp}"
+                               " ON CONFLICT (record_id) DO NOTHING")
