@@ -382,7 +382,7 @@ class SessionStore:
         now = req.event_time or datetime.now(UTC)
         ctx = pack_context(self._context(req, acct, sel, now, billed=str(rating.billed_units)))
         amount = -rating.charge if refund else rating.charge
-        args = [ms(datetime.now(UTC)), req.request_number, f"s{sh:02d}", amount, units, iso(now),
+        args = [req.request_number, f"s{sh:02d}", amount, units, iso(now),
                 self.ttl, "refund" if refund else "event", "0" if refund else "1", ctx]
         code, out = await self.rp.script(self.event_s, keys, args)
         return self._result(text(code), out, acct.id, acct.currency, {

@@ -1,8 +1,29 @@
 -- _lib.lua: shared functions, spliced into scripts by ocs/store/scripts.py at
--- Note: write "0 - x", never "-x", for amounts sent to Redis: Lua turns -0 into "-0", which HINCRBY refuses.
 -- every "-- @include _lib" line.  Not a script of its own.
 --
 -- Money is integer micro-units held in Lua numbers (doubles): exact below 2^53.
+-- Write "0 - x", never "-x", for amounts sent to Redis: Lua turns -0 into "-0", which HINCRBY refuses.
+
+-- The stored outcome of a request number already answered on this session, or nil.  Every
+-- script that answers a request checks it first: a retransmission is replayed, never re-run.
+local function answered(sess, req)
+  return redis.call('HGET', sess, 'o:' .. req)
+end
+
+-- Move `delta` (signed) into the money reserved on the account and in the shard's total
+-- (field rsv of both; the shard total feeds the ocs_reserved_micros gauge without a SCAN).
+local function move_hold(acct, totals, delta)
+  redis.call('HINCRBY', acct, 'rsv', delta)
+  redis.call('HINCRBY', totals, 'rsv', delta)
+end
+
+-- Close a session: no hold, out of the shard's expiry index, kept `ttl` seconds as a tombstone
+-- (late reports for it are charged once as orphans, by request number).
+local function close_session(sess, expiry, member, ttl)
+  redis.call('HSET', sess, 'closed', '1', 'hold', 0, 'hunits', 0)
+  redis.call('ZREM', expiry, member)
+  redis.call('EXPIRE', sess, ttl)
+end
 
 -- round_half_up(n / d) for n >= 0, d > 0, exact for integers below 2^53.
 local function rhu(n, d)

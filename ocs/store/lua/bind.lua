@@ -7,10 +7,11 @@
 --
 -- Returns 'OK' | 'NOOLD' (no open session under the old key) | 'EXISTS' (new key taken)
 local old, new, expiry = KEYS[1], KEYS[2], KEYS[3]
+local old_member, new_member, new_sid, exp_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('EXISTS', old) == 0 or redis.call('HGET', old, 'closed') == '1' then return 'NOOLD' end
 if redis.call('EXISTS', new) == 1 then return 'EXISTS' end
 redis.call('RENAME', old, new)
-redis.call('HSET', new, 'sid', ARGV[3], 'exp', ARGV[4])
-redis.call('ZREM', expiry, ARGV[1])
-redis.call('ZADD', expiry, ARGV[4], ARGV[2])
+redis.call('HSET', new, 'sid', new_sid, 'exp', exp_ms)
+redis.call('ZREM', expiry, old_member)
+redis.call('ZADD', expiry, exp_ms, new_member)
 return 'OK'

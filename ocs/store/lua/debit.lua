@@ -21,13 +21,13 @@
 --   'NOSESSION' no session / session closed: nothing moved (caller charges it as orphan)
 --   'CONFLICT'  the session moved since Python read it: nothing moved, re-read and retry
 -- @include _lib
-local acct, sess, expiry, stream, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local acct, sess, expiry, stream, seq, totals = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, req, exp_ms, validity, member, shard = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local expect, used, chg, billed = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
 local mode, cause, etime, units_now, ttl = ARGV[11], ARGV[12], ARGV[13], ARGV[14], tonumber(ARGV[15])
-local xs, excess = ARGV[17], ARGV[18]
+local plan, xs, excess = ARGV[16], ARGV[17], ARGV[18]
 
-local stored = redis.call('HGET', sess, 'o:' .. req)
+local stored = answered(sess, req)
 if stored then return {'DUP', stored} end
 if redis.call('EXISTS', sess) == 0 or redis.call('HGET', sess, 'closed') == '1' then
   return {'NOSESSION', ''}
@@ -36,8 +36,7 @@ if redis.call('HGET', sess, 'used') ~= expect then return {'CONFLICT', ''} end
 
 local old_hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
 local delta = chg - tonumber(redis.call('HGET', sess, 'chg') or '0')
-redis.call('HINCRBY', acct, 'rsv', 0 - old_hold)
-redis.call('HINCRBY', KEYS[6], 'rsv', 0 - old_hold)
+move_hold(acct, totals, 0 - old_hold)
 local bal = redis.call('HINCRBY', acct, 'bal', 0 - delta)
 if excess ~= '0' then redis.call('HSET', sess, 'xs', xs) end
 emit_usage(stream, seq, shard, sess, req, mode, units_now, used, delta, chg, bal, etime, excess)
@@ -47,19 +46,17 @@ redis.call('HSET', sess, 'used', used, 'chg', chg, 'billed', billed, 'hold', 0, 
 if mode == 'terminate' then
   emit_cdr(stream, seq, shard, sess, used, billed, chg, cause, etime)
   local out = outcome('granted', 0, 0, delta, 0, bal, 0)
-  redis.call('HSET', sess, 'closed', '1', 'o:' .. req, out)
-  redis.call('ZREM', expiry, member)
-  redis.call('EXPIRE', sess, ttl)
+  redis.call('HSET', sess, 'o:' .. req, out)
+  close_session(sess, expiry, member, ttl)
   return {'OK', out}
 end
 
 local avail = available(acct)
-local blocks, units, hold, maxb = grant(ARGV[16], avail)
+local blocks, units, hold, maxb = grant(plan, avail)
 local final = (blocks < maxb) and 1 or 0
 local status = 'granted'
 if blocks == 0 then status = 'out_of_credit' end
-redis.call('HINCRBY', acct, 'rsv', hold)
-redis.call('HINCRBY', KEYS[6], 'rsv', hold)
+move_hold(acct, totals, hold)
 local out = outcome(status, units, final, delta, hold, bal, validity)
 redis.call('HSET', sess, 'hold', hold, 'hunits', units, 'exp', exp_ms, 'o:' .. req, out)
 redis.call('ZADD', expiry, exp_ms, member)

@@ -22,9 +22,9 @@ local acct, sess, stream, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, req, shard, expect = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local used, chg, billed, amount = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 local units_now, etime, ttl, want_cdr, cause = ARGV[9], ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13]
-local xs, excess = ARGV[15], ARGV[16]
+local context, xs, excess = ARGV[14], ARGV[15], ARGV[16]
 
-local stored = redis.call('HGET', sess, 'o:' .. req)
+local stored = answered(sess, req)
 if stored then return {'DUP', stored} end
 if redis.call('EXISTS', acct) == 0 then return {'NOACCT', ''} end
 local exists = redis.call('EXISTS', sess) == 1
@@ -34,7 +34,7 @@ if exists then
 elseif expect ~= '' then
   return {'CONFLICT', ''}
 else
-  set_context(sess, ARGV[14])
+  set_context(sess, context)
   redis.call('HSET', sess, 'closed', '1', 'hold', 0, 'hunits', 0, 'born', now)
 end
 

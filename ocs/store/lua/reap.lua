@@ -11,7 +11,7 @@
 --
 -- Returns {code, released amount}: 'REAPED' | 'ALIVE' (refreshed, kept) | 'GONE' (no open session)
 -- @include _lib
-local acct, sess, expiry, stream, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local acct, sess, expiry, stream, seq, totals = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, member, shard, iso, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 
 if redis.call('EXISTS', sess) == 0 or redis.call('HGET', sess, 'closed') == '1' then
@@ -24,11 +24,8 @@ if exp_ms > now then
   return {'ALIVE', 0}
 end
 local hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
-redis.call('HINCRBY', acct, 'rsv', 0 - hold)
-redis.call('HINCRBY', KEYS[6], 'rsv', 0 - hold)
+move_hold(acct, totals, 0 - hold)
 local so_far = redis.call('HMGET', sess, 'used', 'billed', 'chg')
 emit_cdr(stream, seq, shard, sess, so_far[1], so_far[2], so_far[3], 'expired', iso)
-redis.call('HSET', sess, 'hold', 0, 'hunits', 0, 'closed', '1')
-redis.call('ZREM', expiry, member)
-redis.call('EXPIRE', sess, ttl)
+close_session(sess, expiry, member, ttl)
 return {'REAPED', hold}

@@ -15,11 +15,11 @@
 --   'NOACCT'   no such account          'BLOCKED'  account blocked
 --   'NOCREDIT' less than one block affordable: nothing stored, nothing moved
 -- @include _lib
-local acct, sess, expiry = KEYS[1], KEYS[2], KEYS[3]
+local acct, sess, expiry, totals = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, req, exp_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local validity, member = ARGV[4], ARGV[5]
+local validity, member, context, plan = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 
-local stored = redis.call('HGET', sess, 'o:' .. req)
+local stored = answered(sess, req)
 if stored then return {'DUP', stored} end
 if redis.call('EXISTS', sess) == 1 then
   if redis.call('HGET', sess, 'closed') ~= '1' then return {'EXISTS', ''} end
@@ -29,13 +29,12 @@ if redis.call('EXISTS', acct) == 0 then return {'NOACCT', ''} end
 if redis.call('HGET', acct, 'st') == 'blocked' then return {'BLOCKED', ''} end
 
 local avail, bal, rsv = available(acct)
-local blocks, units, hold, maxb = grant(ARGV[7], avail)
+local blocks, units, hold, maxb = grant(plan, avail)
 if blocks == 0 then return {'NOCREDIT', tostring(avail)} end
 local final = (blocks < maxb) and 1 or 0
 
-redis.call('HINCRBY', acct, 'rsv', hold)
-redis.call('HINCRBY', KEYS[4], 'rsv', hold)
-set_context(sess, ARGV[6])
+move_hold(acct, totals, hold)
+set_context(sess, context)
 local out = outcome('granted', units, final, 0, hold, bal, validity)
 redis.call('HSET', sess, 'used', 0, 'chg', 0, 'billed', 0, 'hold', hold, 'hunits', units,
   'rq', req, 'exp', exp_ms, 'born', now, 'o:' .. req, out)
