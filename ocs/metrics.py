@@ -23,7 +23,13 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        r = self.registry
+        self._request_metrics(self.registry)
+        self._session_metrics(self.registry)
+        self._usage_metrics(self.registry)
+        self._health_metrics(self.registry)
+
+    def _request_metrics(self, r: CollectorRegistry) -> None:
+        """Requests answered, their latency, and what was dropped or replayed."""
         self.requests = Counter(
             "ocs_requests_total",
             "Charging requests answered, by protocol, request type and result.",
@@ -44,6 +50,21 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.dropped = Counter(
+            "ocs_dropped_packets_total",
+            "Packets or messages dropped without an answer, by protocol and reason.",
+            ["protocol", "reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "ocs_duplicate_requests_total",
+            "Retransmitted requests answered from a cache or stored outcome.",
+            ["protocol"],
+            registry=r,
+        )
+
+    def _session_metrics(self, r: CollectorRegistry) -> None:
+        """Open sessions, reserved money, reaped holds, implausible usage."""
         self.active_sessions = Gauge(
             "ocs_active_sessions", "Open charging sessions holding a reservation.", registry=r
         )
@@ -52,31 +73,8 @@ class Metrics:
             "Money currently reserved by open sessions, in micro-units of the accounts' currencies.",
             registry=r,
         )
-        self.stream_lag = Gauge(
-            "ocs_usage_stream_lag_records",
-            "Usage records in the Redis stream not yet committed to PostgreSQL.",
-            registry=r,
-        )
-        self.stream_lag_seconds = Gauge(
-            "ocs_usage_stream_lag_seconds",
-            "Age of the oldest usage record not yet committed to PostgreSQL.",
-            registry=r,
-        )
-        self.flushed = Counter(
-            "ocs_usage_flushed_records_total", "Usage records committed to PostgreSQL.", registry=r
-        )
-        self.flush_errors = Counter(
-            "ocs_usage_flush_errors_total", "Failed flush attempts (PostgreSQL unreachable or failing).",
-            registry=r,
-        )
-        self.stream_pending = Gauge(
-            "ocs_usage_stream_pending_records",
-            "Usage records read by a flusher (consumer group pending entries) but not yet acknowledged.",
-            registry=r,
-        )
-        self.dead_letters = Counter(
-            "ocs_usage_dead_letters_total",
-            "Usage records PostgreSQL refused on their own, moved to the dead-letter table.",
+        self.reaped = Counter(
+            "ocs_reaped_sessions_total", "Sessions whose holds were released after validity + grace.",
             registry=r,
         )
         self.overuse = Counter(
@@ -91,6 +89,46 @@ class Metrics:
             ["protocol"],
             registry=r,
         )
+
+    def _usage_metrics(self, r: CollectorRegistry) -> None:
+        """The usage stream and its flush to PostgreSQL."""
+        self.stream_lag = Gauge(
+            "ocs_usage_stream_lag_records",
+            "Usage records in the Redis stream not yet committed to PostgreSQL.",
+            registry=r,
+        )
+        self.stream_lag_seconds = Gauge(
+            "ocs_usage_stream_lag_seconds",
+            "Age of the oldest usage record not yet committed to PostgreSQL.",
+            registry=r,
+        )
+        self.stream_pending = Gauge(
+            "ocs_usage_stream_pending_records",
+            "Usage records read by a flusher (consumer group pending entries) but not yet acknowledged.",
+            registry=r,
+        )
+        self.flushed = Counter(
+            "ocs_usage_flushed_records_total", "Usage records committed to PostgreSQL.", registry=r
+        )
+        self.flush_errors = Counter(
+            "ocs_usage_flush_errors_total", "Failed flush attempts (PostgreSQL unreachable or failing).",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "ocs_usage_dead_letters_total",
+            "Usage records PostgreSQL refused on their own, moved to the dead-letter table.",
+            registry=r,
+        )
+
+    def _health_metrics(self, r: CollectorRegistry) -> None:
+        """Peers, dependencies, background tasks, degraded state."""
+        self.peers = Gauge(
+            "ocs_diameter_peers", "Diameter peer connections by state.", ["state"], registry=r
+        )
+        self.dependency_up = Gauge(
+            "ocs_dependency_up", "1 when the dependency answered its last check.", ["dependency"],
+            registry=r,
+        )
         self.task_restarts = Counter(
             "ocs_task_restarts_total",
             "Background tasks (flusher, reaper, ...) restarted after an unexpected failure, by task.",
@@ -101,29 +139,6 @@ class Metrics:
             "ocs_degraded",
             "1 while the node runs degraded for a reason (postgres_down, schema_unchecked, ...).",
             ["reason"],
-            registry=r,
-        )
-        self.reaped = Counter(
-            "ocs_reaped_sessions_total", "Sessions whose holds were released after validity + grace.",
-            registry=r,
-        )
-        self.dropped = Counter(
-            "ocs_dropped_packets_total",
-            "Packets or messages dropped without an answer, by protocol and reason.",
-            ["protocol", "reason"],
-            registry=r,
-        )
-        self.duplicates = Counter(
-            "ocs_duplicate_requests_total",
-            "Retransmitted requests answered from a cache or stored outcome.",
-            ["protocol"],
-            registry=r,
-        )
-        self.peers = Gauge(
-            "ocs_diameter_peers", "Diameter peer connections by state.", ["state"], registry=r
-        )
-        self.dependency_up = Gauge(
-            "ocs_dependency_up", "1 when the dependency answered its last check.", ["dependency"],
             registry=r,
         )
 
