@@ -25,9 +25,9 @@ from typing import Any
 from bench.common import cpu_seconds, format_table, proc_cpu_seconds, row, rss_mb
 from ocs.diameter import codec
 from ocs.diameter import constants as c
-from tests.e2e.daemon import Daemon, free_port, provision_demo
-from tests.e2e.diameter_client import ccr
 from tests.interop import otp
+from tests.support.daemon import Daemon, free_port, provision_demo
+from tests.support.diameter_client import ccr
 
 CONCURRENCY = (1, 10, 50, 200)
 PACED_RATE = 1500  # half the 3,000 CCR/s target: where p99 must stay under 10 ms

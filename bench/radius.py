@@ -60,8 +60,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bench.common import cpu_seconds, format_table, proc_cpu_seconds, row, rss_mb
-from tests.e2e.daemon import REDIS_URL, Daemon, free_port, provision_demo
-from tests.e2e.radius_client import SECRET, access, acct, exchange
+from tests.support.daemon import REDIS_URL, Daemon, free_port, provision_demo
+from tests.support.radius_client import SECRET, access, acct, exchange
 
 SOCKETS = 4
 WINDOW = 64  # slots (= identifiers) per socket: SOCKETS * WINDOW requests in flight

@@ -20,7 +20,7 @@ from typing import Any
 from bench.common import format_table, proc_cpu_seconds, row, rss_mb
 from bench.diameter import _load
 from bench.radius import _acct_packets, _run, blast, make_plan, warm_up
-from tests.e2e.daemon import Daemon, provision_demo
+from tests.support.daemon import Daemon, provision_demo
 
 CONNECTIONS = 8
 

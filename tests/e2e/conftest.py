@@ -1,5 +1,5 @@
-"""e2e fixtures: see tests/e2e/daemon.py."""
+"""e2e fixtures: see tests/support/daemon.py."""
 
-from tests.e2e.daemon import daemon
+from tests.support.daemon import daemon
 
 __all__ = ["daemon"]

@@ -10,9 +10,9 @@ import pytest
 
 from ocs.diameter import codec
 from ocs.diameter import constants as c
-from tests.e2e.daemon import Daemon
-from tests.e2e.diameter_client import GyClient, ccr, result
-from tests.e2e.radius_client import acct, send
+from tests.support.daemon import Daemon
+from tests.support.diameter_client import GyClient, ccr, result
+from tests.support.radius_client import acct, send
 
 pytestmark = pytest.mark.e2e
 

@@ -8,8 +8,8 @@ import pytest
 
 from ocs.diameter import codec
 from ocs.diameter import constants as c
-from tests.e2e.daemon import Daemon
-from tests.e2e.diameter_client import GyClient, ccr, granted_time, result
+from tests.support.daemon import Daemon
+from tests.support.diameter_client import GyClient, ccr, granted_time, result
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon import BIN, ROOT, Daemon, require_services
+from tests.support.daemon import BIN, ROOT, Daemon, require_services
 
 pytestmark = pytest.mark.e2e
 
@@ -81,7 +81,7 @@ def test_unmigrated_database_refuses_to_start(tmp_path: Path) -> None:
     require_services()
     d = Daemon(tmp_path)
     d.write_config()
-    from tests.e2e.daemon import PG_ADMIN_DSN, _pg
+    from tests.support.daemon import PG_ADMIN_DSN, _pg
 
     _pg(PG_ADMIN_DSN, f'CREATE DATABASE "{d.name}"')
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pyrad import packet as rp
 
-from tests.e2e.daemon import Daemon
-from tests.e2e.radius_client import SECRET, access, acct, exchange, send
+from tests.support.daemon import Daemon
+from tests.support.radius_client import SECRET, access, acct, exchange, send
 
 pytestmark = pytest.mark.e2e
 

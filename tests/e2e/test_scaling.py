@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from ocs.diameter import constants as c
-from tests.e2e.daemon import Daemon, provision_demo, require_services
-from tests.e2e.diameter_client import GyClient, ccr, result
-from tests.e2e.radius_client import acct, send
+from tests.support.daemon import Daemon, provision_demo, require_services
+from tests.support.diameter_client import GyClient, ccr, result
+from tests.support.radius_client import acct, send
 
 pytestmark = pytest.mark.e2e
 

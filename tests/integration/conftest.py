@@ -1,3 +1,3 @@
-from tests.integration.balance_fixtures import core, flusher, reaper
+from tests.support.balance import core, flusher, reaper
 
 __all__ = ["core", "flusher", "reaper"]

@@ -15,8 +15,8 @@ from ocs.metrics import Metrics
 from ocs.model import Status
 from ocs.store.flush import Flusher
 from ocs.store.reaper import Reaper
-from tests.e2e.proxy import TcpProxy
-from tests.integration.balance_fixtures import account_state, provision, voice
+from tests.support.balance import account_state, provision, voice
+from tests.support.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 

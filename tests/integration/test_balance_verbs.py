@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from ocs.charging import Charging
 from ocs.model import ChargeRequest, EventAction, Service, Status
 from ocs.store.reaper import Reaper
-from tests.integration.balance_fixtures import T0, account_state, provision, voice
+from tests.support.balance import T0, account_state, provision, voice
 
 pytestmark = pytest.mark.integration
 

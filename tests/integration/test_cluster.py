@@ -22,7 +22,7 @@ from ocs.charging import Charging
 from ocs.metrics import Metrics
 from ocs.model import Status
 from ocs.store.tariff_cache import MemoryTariffSource
-from tests.integration.balance_fixtures import demo_tariff, make_cfg, voice
+from tests.support.balance import demo_tariff, make_cfg, voice
 
 pytestmark = pytest.mark.integration
 

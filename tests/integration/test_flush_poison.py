@@ -20,7 +20,7 @@ from ocs.cli.main import main as ocsctl
 from ocs.store import dead_letters
 from ocs.store.flush import Flusher
 from ocs.store.keys import USAGE_GROUP
-from tests.integration.balance_fixtures import provision, voice
+from tests.support.balance import provision, voice
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from ocs.model import ChargeRequest, Status
 from ocs.rating.engine import CompiledTariff, affordable
 from ocs.rating.tariff import BandInterval, RateRow, Tariff
 from ocs.store.tariff_cache import MemoryTariffSource
-from tests.integration.balance_fixtures import account_state, make_cfg, provision
+from tests.support.balance import account_state, make_cfg, provision
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from ocs.model import StoreUnavailable
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.resp import Endpoint, RespConnection, encode, endpoint_of
 from ocs.store.scripts import Script
-from tests.e2e.proxy import TcpProxy
+from tests.support.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 

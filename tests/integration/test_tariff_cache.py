@@ -11,7 +11,7 @@ from ocs.rating.tariff import Tariff
 from ocs.store.keys import Keys
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.tariff_cache import MemoryTariffSource, TariffCache
-from tests.integration.balance_fixtures import demo_tariff
+from tests.support.balance import demo_tariff
 
 pytestmark = pytest.mark.integration
 

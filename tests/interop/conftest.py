@@ -1,5 +1,5 @@
-"""interop fixtures (ocsd as a subprocess): see tests/e2e/daemon.py."""
+"""interop fixtures (ocsd as a subprocess): see tests/support/daemon.py."""
 
-from tests.e2e.daemon import daemon
+from tests.support.daemon import daemon
 
 __all__ = ["daemon"]

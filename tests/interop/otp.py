@@ -39,7 +39,7 @@ def headers_present() -> bool:
 def build(out: Path, need: Callable[[str], str] = _which) -> Path:
     """Compile the dictionary and both modules into ``out``; returns ``out``.
 
-    ``need`` finds a binary (tests pass their ``_need`` so a missing tool fails under CI).
+    ``need`` finds a binary (tests pass ``tests.support.tools.need`` so a missing tool fails under CI).
     """
     diameterc, erlc = need("diameterc"), need("erlc")
     if not headers_present():

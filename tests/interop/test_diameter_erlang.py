@@ -21,15 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon import Daemon
 from tests.interop import otp
-from tests.interop.test_radius_radclient import _need
+from tests.support.daemon import Daemon
+from tests.support.tools import need
 
 pytestmark = pytest.mark.interop
 
 
 def _charge(seconds: int) -> Decimal:
-    """Tariff e2e, prefix 49: 0.06/min, connect 0.02, increments 30/6 (tests/e2e/daemon.py DEMO_RATES)."""
+    """Tariff e2e, prefix 49: 0.06/min, connect 0.02, increments 30/6 (tests/support/daemon.py DEMO_RATES)."""
     billed = 30 + max(0, math.ceil((seconds - 30) / 6)) * 6
     return Decimal("0.02") + billed * Decimal("0.001")
 
@@ -42,7 +42,7 @@ def _balance(d: Daemon) -> Decimal:
 def ebin(tmp_path: Path) -> Path:
     """The dictionary and the client compiled into tmp (fails under CI=true when OTP is missing)."""
     try:
-        return otp.build(tmp_path / "ebin", need=_need)
+        return otp.build(tmp_path / "ebin", need=need)
     except otp.OtpMissing as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(str(exc))
@@ -51,7 +51,7 @@ def ebin(tmp_path: Path) -> Path:
 
 @contextlib.contextmanager
 def _capture(port: int, pcap: Path) -> Iterator[None]:
-    cap = subprocess.Popen([_need("tshark"), "-q", "-i", "lo", "-f", f"tcp port {port}", "-w", str(pcap)],
+    cap = subprocess.Popen([need("tshark"), "-q", "-i", "lo", "-f", f"tcp port {port}", "-w", str(pcap)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2.0)
     try:
@@ -63,7 +63,7 @@ def _capture(port: int, pcap: Path) -> Iterator[None]:
 
 
 def _tshark(pcap: Path, port: int, *args: str) -> str:
-    return subprocess.run([_need("tshark"), "-r", str(pcap), "-d", f"tcp.port=={port},diameter", *args],
+    return subprocess.run([need("tshark"), "-r", str(pcap), "-d", f"tcp.port=={port},diameter", *args],
                           capture_output=True, text=True, timeout=60).stdout
 
 
@@ -91,7 +91,7 @@ def _check_pcap(pcap: Path, port: int, ccrs: int) -> None:
 
 
 def _run_client(ebin: Path, port: int, *steps: str) -> list[dict[str, str]]:
-    res = subprocess.run(otp.command(ebin, "ocs_gy_client", str(port), *steps, need=_need),
+    res = subprocess.run(otp.command(ebin, "ocs_gy_client", str(port), *steps, need=need),
                          capture_output=True, text=True, timeout=90)
     assert res.returncode == 0, res.stdout + res.stderr
     lines = otp.parse_lines(res.stdout)

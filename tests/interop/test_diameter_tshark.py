@@ -14,9 +14,9 @@ import pytest
 
 from ocs.diameter import codec
 from ocs.diameter import constants as c
-from tests.e2e.daemon import Daemon
-from tests.e2e.diameter_client import GyClient, ccr, result
-from tests.interop.test_radius_radclient import _need
+from tests.support.daemon import Daemon
+from tests.support.diameter_client import GyClient, ccr, result
+from tests.support.tools import need
 
 pytestmark = pytest.mark.interop
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.interop
 def test_gy_session_decodes_cleanly(daemon: Daemon, tmp_path: Path) -> None:
     port = daemon.ports["diameter"]
     pcap = tmp_path / "gy.pcap"
-    cap = subprocess.Popen([_need("tshark"), "-q", "-i", "lo", "-f", f"tcp port {port}", "-w", str(pcap)],
+    cap = subprocess.Popen([need("tshark"), "-q", "-i", "lo", "-f", f"tcp port {port}", "-w", str(pcap)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2.0)
     try:
@@ -41,10 +41,10 @@ def test_gy_session_decodes_cleanly(daemon: Daemon, tmp_path: Path) -> None:
         cap.send_signal(signal.SIGINT)
         cap.wait(timeout=20)
     decode_as = ["-d", f"tcp.port=={port},diameter"]
-    decoded = subprocess.run([_need("tshark"), "-r", str(pcap), *decode_as, "-Y", "diameter"], capture_output=True, text=True,
+    decoded = subprocess.run([need("tshark"), "-r", str(pcap), *decode_as, "-Y", "diameter"], capture_output=True, text=True,
                              timeout=60).stdout.splitlines()
     assert len(decoded) >= 10, decoded
-    bad = subprocess.run([_need("tshark"), "-r", str(pcap), *decode_as, "-Y",
+    bad = subprocess.run([need("tshark"), "-r", str(pcap), *decode_as, "-Y",
                           "_ws.malformed || _ws.expert.severity >= error"],
                          capture_output=True, text=True, timeout=60)
     assert bad.stdout.strip() == "", bad.stdout

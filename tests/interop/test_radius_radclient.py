@@ -8,8 +8,6 @@ and every response authenticator must verify with the shared secret
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import signal
 import subprocess
 import time
@@ -17,23 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon import Daemon
+from tests.support.daemon import Daemon
+from tests.support.tools import need
 
 pytestmark = pytest.mark.interop
 SECRET = b"testing123"
 
 
-def _need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{tool} not installed")
-        pytest.skip(f"{tool} not installed")
-    return path
-
 
 def radclient(port: int, kind: str, attrs: str) -> str:
-    res = subprocess.run([_need("radclient"), "-x", "-r", "1", "-t", "3", f"127.0.0.1:{port}", kind, "testing123"],
+    res = subprocess.run([need("radclient"), "-x", "-r", "1", "-t", "3", f"127.0.0.1:{port}", kind, "testing123"],
                          input=attrs, capture_output=True, text=True, timeout=30)
     return res.stdout + res.stderr
 
@@ -43,7 +34,7 @@ def _balance(d: Daemon) -> str:
 
 
 def _verify_responses(pcap: Path, ports: set[int]) -> int:
-    out = subprocess.run([_need("tshark"), "-r", str(pcap), "-T", "fields", "-e", "udp.srcport", "-e", "udp.payload"],
+    out = subprocess.run([need("tshark"), "-r", str(pcap), "-T", "fields", "-e", "udp.srcport", "-e", "udp.payload"],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     requests: dict[tuple[int, int], bytes] = {}
     checked = 0
@@ -64,7 +55,7 @@ def _verify_responses(pcap: Path, ports: set[int]) -> int:
 def test_radclient_session_and_tshark_clean(daemon: Daemon, tmp_path: Path) -> None:
     auth, acct = daemon.ports["auth"], daemon.ports["acct"]
     pcap = tmp_path / "radius.pcap"
-    cap = subprocess.Popen([_need("tshark"), "-q", "-i", "lo", "-f", f"udp port {auth} or udp port {acct}",
+    cap = subprocess.Popen([need("tshark"), "-q", "-i", "lo", "-f", f"udp port {auth} or udp port {acct}",
                             "-w", str(pcap)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2.0)
     try:
@@ -84,7 +75,7 @@ def test_radclient_session_and_tshark_clean(daemon: Daemon, tmp_path: Path) -> N
         time.sleep(1.0)
         cap.send_signal(signal.SIGINT)
         cap.wait(timeout=20)
-    bad = subprocess.run([_need("tshark"), "-r", str(pcap), "-Y", "_ws.malformed || _ws.expert.severity >= error"],
+    bad = subprocess.run([need("tshark"), "-r", str(pcap), "-Y", "_ws.malformed || _ws.expert.severity >= error"],
                          capture_output=True, text=True, timeout=60)
     assert bad.stdout.strip() == "", bad.stdout
     assert _verify_responses(pcap, {auth, acct}) >= 7

@@ -12,7 +12,7 @@ import pytest
 from pyrad import packet as rp
 
 import bench.radius as br
-from tests.e2e.radius_client import DICT, SECRET, exchange
+from tests.support.radius_client import DICT, SECRET, exchange
 
 
 class Responder(asyncio.DatagramProtocol):

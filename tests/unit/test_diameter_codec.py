@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from ocs.diameter import codec, gy
 from ocs.diameter import constants as c
 from ocs.model import Outcome, Service, Status
-from tests.e2e.diameter_client import ccr
+from tests.support.diameter_client import ccr
 
 codes = st.sampled_from([c.SESSION_ID, c.USER_NAME, c.SERVICE_CONTEXT_ID])  # UTF8String (Origin-* are DiamIdent)
 

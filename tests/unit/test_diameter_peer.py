@@ -12,7 +12,7 @@ from ocs.diameter.peer import Peer, State
 from ocs.diameter.server import DiameterServer
 from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, EventAction, Outcome, Status
-from tests.e2e.diameter_client import ccr
+from tests.support.diameter_client import ccr
 
 
 class FakeCore:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pyrad import packet as rp
 
 from ocs.radius import codec
-from tests.e2e.radius_client import DICT
+from tests.support.radius_client import DICT
 
 secrets = st.binary(min_size=1, max_size=32)
 # attribute types other than 26 (pyrad splits Vendor-Specific into sub-attributes) and 80 (added on purpose)
