@@ -26,6 +26,7 @@ if [ "${OCS_WITH_INTEROP:-0}" = "1" ]; then
   compgen -G '/usr/lib/erlang/lib/diameter-*/include/diameter_gen.hrl' >/dev/null || need_pkgs+=(erlang-dev)
   have tshark || need_pkgs+=(tshark)
   have radiusd || have freeradius || need_pkgs+=(freeradius)
+  have systemd-analyze || need_pkgs+=(systemd)   # tests verify the unit files
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"
