@@ -11,33 +11,8 @@ from ocs.diameter import constants as c
 from ocs.diameter.peer import Peer, State
 from ocs.diameter.server import DiameterServer
 from ocs.metrics import Metrics
-from ocs.model import ChargeRequest, EventAction, Outcome, Status
 from tests.support.diameter_client import ccr
-
-
-class FakeCore:
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.calls: list[ChargeRequest] = []
-
-    async def _ok(self, req: ChargeRequest) -> Outcome:
-        self.calls.append(req)
-        await asyncio.sleep(self.delay)
-        return Outcome(Status.GRANTED, granted_units=60, validity_seconds=100)
-
-    async def authorize(self, req: ChargeRequest) -> Outcome:
-        return await self._ok(req)
-
-    initiate = update = terminate = authorize
-
-    async def event(self, req: ChargeRequest, action: EventAction) -> Outcome:
-        return await self._ok(req)
-
-    async def bind(self, old: str, new: str, subscriber: str, hold_seconds: int | None = None) -> bool:
-        return True
-
-    async def terminate_origin(self, origin: str, cause: str) -> int:
-        return 0
+from tests.support.fake_core import FakeCore
 
 
 class FakeTransport:
