@@ -16,7 +16,7 @@ from ocs import money
 from ocs.cli.context import Context, Refused, Usage, add_json, emit
 from ocs.store import accounts_db, migrate, provision, records
 from ocs.store.keys import USAGE_GROUP
-from ocs.store.outcomes import text
+from ocs.store.replies import text
 
 CDR_COLUMNS = ("session_id", "account", "protocol", "service", "calling", "called", "prefix", "destination",
                "start_time", "duration", "billed_seconds", "charge", "currency", "termination_cause")

@@ -28,16 +28,7 @@ def decode_outcome(raw: str | bytes, *, duplicate: bool, account: str, currency:
     )
 
 
-def text(value: bytes | str | None) -> str:
-    """Redis replies are bytes (the client does not decode); fields are UTF-8."""
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value
+# Until every caller imports them from ocs.store.replies (the reply decoders' own module).
+from ocs.store.replies import fields, text  # noqa: E402
 
-
-def fields(raw: dict[bytes, bytes] | dict[str, str] | list[bytes]) -> dict[str, str]:
-    """An ``HGETALL`` reply as text: redis-py's dict, or the raw flat ``[k1, v1, k2, v2, ...]``."""
-    if isinstance(raw, list):
-        it = iter(raw)
-        return {k.decode(): v.decode() for k, v in zip(it, it, strict=True)}
-    return {text(k): text(v) for k, v in raw.items()}
+__all__ = ["decode_outcome", "fields", "text"]

@@ -18,8 +18,8 @@ from ocs.config import Config
 from ocs.metrics import Metrics
 from ocs.model import StoreUnavailable
 from ocs.store.keys import Keys
-from ocs.store.outcomes import text
 from ocs.store.pipeline import AutoPipeline
+from ocs.store.replies import text
 from ocs.store.scripts import Script
 from ocs.store.sessions import ms, parse_member
 

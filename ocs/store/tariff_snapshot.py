@@ -23,8 +23,8 @@ from ocs.model import Service
 from ocs.rating.tariff import BandInterval, RateRow, Tariff
 from ocs.store import POSTGRES_DOWN
 from ocs.store.keys import Keys
-from ocs.store.outcomes import text
 from ocs.store.pipeline import AutoPipeline
+from ocs.store.replies import text
 from ocs.store.tariff_cache import TariffSource
 
 KEEP_SECONDS = 30 * 86400
