@@ -1,6 +1,6 @@
 """Chaos: mixed Diameter + RADIUS load with retransmissions while ocsd is SIGKILLed and its stores cut.
 
-One ``ocsd`` reaches Redis and PostgreSQL through cuttable proxies (tests/e2e/proxy.py).  Twelve
+One ``ocsd`` reaches Redis and PostgreSQL through cuttable proxies (tests/support/proxy.py).  Twelve
 client threads drive Diameter Gy sessions (CCR-I/U/T, one or two rating groups, some CCR-T without
 MSCC) and RADIUS sessions (Access-Request, Start, Interims, Stop) for 54 accounts (50 prepaid, some
 nearly empty, 4 postpaid) on a time-banded tariff whose peak/offpeak boundary falls inside the run,
@@ -52,10 +52,10 @@ from ocs import money
 from ocs.diameter import codec
 from ocs.diameter import constants as c
 from ocs.store.keys import Keys
-from tests.e2e.daemon import Daemon, provision_demo, require_services
-from tests.e2e.diameter_client import ccr, granted_time
-from tests.e2e.proxy import TcpProxy
-from tests.e2e.radius_client import access, acct, send
+from tests.support.daemon import Daemon, provision_demo, require_services
+from tests.support.diameter_client import ccr, granted_time
+from tests.support.proxy import TcpProxy
+from tests.support.radius_client import access, acct, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
