@@ -202,6 +202,12 @@ class Peer(asyncio.Protocol):
     def _on_watchdog(self) -> None:
         if self.state is State.CLOSING:
             return
+        if self.state is State.WAIT_CER:
+            # No CER within a watchdog period (nothing, or a frame never completed): without this an
+            # idle or half-open connection held a descriptor for ever (RFC 6733 section 5.6: the
+            # responder waits for the CER, and a peer that never sends one is no peer).
+            self.close("cer_timeout")
+            return
         if time.monotonic() - self.last_rx >= self.cfg.watchdog_seconds - 2.5:
             if self.dwr_outstanding:
                 self.close("watchdog_expired")

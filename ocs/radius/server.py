@@ -280,8 +280,12 @@ class RadiusServer:
         verb = m.VERB_OF[status]
         out: Outcome | None = None
         if verb == "bind":
-            if not await self.core.bind(self._hold_key(nas, pkt), sid, user or calling, self.call_hold):
-                out = await self.core.initiate(req)  # the Access-Request was not ours (or already bound)
+            subscriber = user or calling
+            # the Access-Request's hold: under the hold key, or already under the call's key when the
+            # Access-Request carried Acct-Session-Id (then only its expiry grows to the call's)
+            if not await self.core.bind(self._hold_key(nas, pkt), sid, subscriber, self.call_hold) and \
+                    not await self.core.bind(sid, sid, subscriber, self.call_hold):
+                out = await self.core.initiate(req)  # the Access-Request was not ours
         else:
             out = await getattr(self.core, verb)(req)
         if out is not None:

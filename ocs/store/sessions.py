@@ -392,8 +392,6 @@ class SessionStore:
 
     async def bind(self, acct: Account, old: str, new: str, hold_seconds: int | None = None,
                    subscriber: str = "") -> bool:
-        if old == new:
-            return True
         sh = self._shard(acct.id)
         keys = [self.keys.session(acct.id, old, 0), self.keys.session(acct.id, new, 0), self.keys.expiry(sh)]
         expiry = ms(datetime.now(UTC) + timedelta(
@@ -402,6 +400,8 @@ class SessionStore:
                                                              self._member(acct.id, new, 0), new, expiry]))
         if res != "OK":
             return False
+        if old == new:
+            return True  # the hold only lives longer now (bind.lua)
         self.forget(acct.id, old, 0)  # the hold lives under the new key now
         self._remember(subscriber or acct.id, new, acct.id)
         origin = text(await self.rp.call("HGET", keys[1], "origin"))

@@ -6,11 +6,13 @@ import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
 from ocs.charging import Charging
 from ocs.model import ChargeRequest, EventAction, Service, Status
+from ocs.store.flush import Flusher
 from ocs.store.reaper import Reaper
 from tests.support.balance import T0, account_state, provision, voice
 
@@ -136,6 +138,22 @@ async def test_bind_rekeys_a_hold(core: Charging, redis_client: aioredis.Redis) 
     out = await core.terminate(voice("acct-1", 5, used=61))
     assert out.status is Status.GRANTED and out.charged == 86_000
     assert await account_state(redis_client, core.keys, "alice") == (10_000_000 - 86_000, 0)
+
+
+async def test_bind_to_the_same_key_extends_the_hold(core: Charging, redis_client: aioredis.Redis) -> None:
+    """An Access-Request with Acct-Session-Id holds under the call's key for the start timeout; its
+    Start must make that hold last the call (the reaper ended such calls mid-way: found by the fuzz tier)."""
+    await provision(redis_client, core.keys, "alice", 10_000_000)
+    out = await core.initiate(dataclasses.replace(voice("nas|call-9", 0), hold_seconds=3))
+    assert out.status is Status.GRANTED
+    key = core.keys.session("alice", "nas|call-9", 0)
+    short = int(await redis_client.hget(key, "exp"))
+    assert await core.bind("nas|call-9", "nas|call-9", "alice", 3600)
+    longer = int(await redis_client.hget(key, "exp"))
+    assert longer - short > 3_000_000
+    member = f"alice\x1fnas|call-9\x1f0"
+    assert int(await redis_client.zscore(core.keys.expiry(core.sessions._shard("alice")), member)) == longer
+    assert not await core.bind("nas|nothing", "nas|nothing", "alice", 3600)  # no hold: not bound
 
 
 async def test_terminate_origin_settles_the_nas(core: Charging, redis_client: aioredis.Redis) -> None:
@@ -287,3 +305,19 @@ async def test_account_cache_never_refuses_on_stale_data(core: Charging, redis_c
     await redis_client.hset(key, "pw", "new-pw")
     assert (await core.initiate(with_pw("c4", "new-pw"))).ok
     assert (await core.initiate(with_pw("c5", "old-pw"))).status is Status.BAD_CREDENTIALS
+
+
+async def test_balances_beyond_1e14_micro_units_stay_integers(core: Charging, redis_client: aioredis.Redis,
+                                                              flusher: Flusher, pg: asyncpg.Connection) -> None:
+    """Lua's tostring writes 1.00000001e+14 from 1e14 micro-units (100 million) on: outcomes and records
+    must still carry integers (found by the fuzz tier: every request of such an account failed)."""
+    big = 100_000_001_000_000
+    await provision(redis_client, core.keys, "alice", big)
+    out = await core.initiate(voice("big1", 0))
+    assert out.status is Status.GRANTED and out.balance == big
+    out = await core.terminate(voice("big1", 1, used=61))
+    assert out.balance == big - out.charged
+    await flusher.flush_all()
+    assert await pg.fetchval("SELECT balance_after FROM usage WHERE session_id = 'big1'") == big - out.charged
+    dup = await core.terminate(voice("big1", 1, used=61))
+    assert dup.duplicate and dup.balance == out.balance

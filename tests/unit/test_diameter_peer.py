@@ -129,3 +129,12 @@ async def test_64k_session_id_is_served() -> None:
     peer.data_received(CER + big)
     await asyncio.sleep(0.01)
     assert t.messages()[1].first(c.SESSION_ID).data == b"x" * 65536  # type: ignore[union-attr]
+
+
+async def test_a_connection_that_never_sends_a_cer_is_closed_by_the_watchdog() -> None:
+    """Found by the fuzz tier: the watchdog acted on open peers only, so silent connections stayed."""
+    peer, t = _peer()
+    peer.data_received(b"\x01\x00\x01")  # half a header, then nothing
+    peer._on_watchdog()
+    assert t.closed and peer.state is State.CLOSING
+    assert peer.server.metrics.dropped.labels("diameter", "cer_timeout")._value.get() == 1

@@ -123,7 +123,8 @@ async def test_accounting_dispatches_through_the_verb_table() -> None:
     for status, t in ((1, 0), (3, 30), (2, 61)):
         req = acct(status, "s-1", time=t)
         await _deliver(server, eps["acct"], req.RequestPacket())
-    assert core.verbs == ["bind 127.0.0.1|alice|4930123456 -> 127.0.0.1|s-1", "initiate", "update", "terminate"]
+    assert core.verbs == ["bind 127.0.0.1|alice|4930123456 -> 127.0.0.1|s-1", "bind 127.0.0.1|s-1 -> 127.0.0.1|s-1",
+                          "initiate", "update", "terminate"]
     assert [c.used_units for c in core.calls] == [0, 30, 61] and all(c.used_is_total for c in core.calls)
     assert len(_sent(eps["acct"])) == 3
     for raw in _sent(eps["acct"]):

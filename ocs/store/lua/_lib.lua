@@ -4,6 +4,13 @@
 -- Money is integer micro-units held in Lua numbers (doubles): exact below 2^53.
 -- Write "0 - x", never "-x", for amounts sent to Redis: Lua turns -0 into "-0", which HINCRBY refuses.
 
+-- An integer as its decimal digits.  Lua's own tostring (and `..`, table.concat) use "%.14g": from
+-- 1e14 micro-units (100,000,000.00) on they write "1.00000001e+14", which no reader parses as an
+-- integer.  Every number a script writes into a string goes through this.
+local function int(n)
+  return string.format('%d', n)
+end
+
 -- The stored outcome of a request number already answered on this session, or nil.  Every
 -- script that answers a request checks it first: a retransmission is replayed, never re-run.
 local function answered(sess, req)
@@ -104,7 +111,7 @@ end
 -- Append one record to the shard's usage stream; record_id '' = take the next seq.
 local function emit(stream, seq, shard, record_id, fields)
   if record_id == '' then
-    record_id = shard .. ':' .. redis.call('INCR', seq)
+    record_id = shard .. ':' .. int(redis.call('INCR', seq))
   end
   local args = {stream, '*', 'record_id', record_id}
   for n = 1, #fields do args[#args + 1] = fields[n] end
@@ -140,5 +147,6 @@ end
 
 -- Stored outcome of one request: status|granted|final|charged|reserved|balance|validity
 local function outcome(status, granted, final, charged, reserved, balance, validity)
-  return table.concat({status, granted, final, charged, reserved, balance, validity}, '|')
+  return table.concat({status, int(granted), int(final), int(charged), int(reserved), int(balance),
+    int(validity)}, '|')
 end

@@ -30,7 +30,7 @@ if redis.call('HGET', acct, 'st') == 'blocked' then return {'BLOCKED', ''} end
 
 local avail, bal, rsv = available(acct)
 local blocks, units, hold, maxb = grant(plan, avail)
-if blocks == 0 then return {'NOCREDIT', tostring(avail)} end
+if blocks == 0 then return {'NOCREDIT', int(avail)} end
 local final = (blocks < maxb) and 1 or 0
 
 move_hold(acct, totals, hold)

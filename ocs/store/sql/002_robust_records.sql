@@ -4,6 +4,9 @@
 -- CC-Request-Number is an Unsigned32 (RFC 4006 section 8.2) and RADIUS request numbers are
 -- synthesised above 2^32 (docs/radius.md): integer (int32) cannot hold them.
 ALTER TABLE usage ALTER COLUMN request_number TYPE bigint;
+-- Rating-Group is an Unsigned32 too (RFC 4006 section 8.29).
+ALTER TABLE usage ALTER COLUMN rating_group TYPE bigint;
+ALTER TABLE cdrs ALTER COLUMN rating_group TYPE bigint;
 
 -- Seconds reported beyond grant + charging.max_overuse_seconds and therefore not charged.
 ALTER TABLE usage ADD COLUMN excess_units bigint NOT NULL DEFAULT 0;
