@@ -26,6 +26,10 @@ from ocs.store.scripts import Script
 from ocs.store.tariff_cache import TariffCache, TariffNotFound
 
 log = structlog.get_logger("ocs.sessions")
+# How long reserve.lua remembers a refusal (no credit, blocked) as the request number's outcome: a
+# gateway's retransmission within this gets the same refusal even if credit arrived meanwhile.
+REFUSAL_TTL = 120
+_REFUSED = ("NOCREDIT", "BLOCKED")
 MAX_EXACT = 2**53 - 1  # largest charge (micro-units) the scripts' Lua numbers hold exactly
 SEP = "\x1f"  # separator of packed context and of expiry/origin members (ASCII unit separator)
 CACHE_LIMIT = 200_000  # entries per node-local cache (cleared whole when full: a miss only costs a read)
@@ -201,7 +205,7 @@ class SessionStore:
                 self.keys.expiry(sh), self.keys.totals(sh)]
         ctx = self._context(req, acct, sel, sel.start)
         args = [ms(now), req.request_number, self._expiry_ms(req), self.validity, member,
-                pack_context(ctx), plan_arg(plan)]
+                pack_context(ctx), plan_arg(plan), REFUSAL_TTL]
         code, out = await self.rp.script(self.reserve_s, keys, args)
         code = text(code)
         if code == "OK":
@@ -217,13 +221,11 @@ class SessionStore:
                 self.rp.submit("SET", self.keys.session_index(req.session), acct.id, "EX", 86400), *more)
         return self._result(code, out, acct.id, acct.currency, {
             "EXISTS": Outcome(Status.INVALID, reason="session already open", account=acct.id),
-            "NOCREDIT": Outcome(Status.OUT_OF_CREDIT, reason="no credit", account=acct.id,
-                                currency=acct.currency, balance=acct.balance),
         })
 
     def _result(self, code: str, out: bytes, account: str, currency: str,
                 other: dict[str, Outcome]) -> Outcome:
-        if code in ("OK", "DUP"):
+        if code in ("OK", "DUP") or (code in _REFUSED and out):  # the script's stored outcome
             return decode_outcome(out, duplicate=code == "DUP", account=account, currency=currency)
         if code == "NOACCT":
             return Outcome(Status.UNKNOWN_SUBSCRIBER, reason="unknown account")

@@ -18,9 +18,9 @@ USAGE_COLS = ("record_id", "account_id", "session_id", "rating_group", "request_
               "currency", "event_time", "node", "excess_units")
 CDR_COLS = ("record_id", "session_id", "rating_group", "account", "protocol", "service", "calling",
             "called", "prefix", "destination", "start_time", "duration", "billed_seconds", "charge",
-            "currency", "termination_cause", "end_time", "node", "excess_units")
+            "currency", "termination_cause", "end_time", "node", "excess_units", "revision")
 _INTS = {"rating_group", "request_number", "units", "used_total", "amount", "charged_total",
-         "balance_after", "duration", "billed_seconds", "charge", "excess_units"}
+         "balance_after", "duration", "billed_seconds", "charge", "excess_units", "revision"}
 _TIMES = {"event_time", "start_time", "end_time"}
 
 
@@ -42,8 +42,22 @@ def to_rows(entries: list[Entry]) -> tuple[list[tuple[Any, ...]], list[tuple[Any
     return usage, cdrs
 
 
+_COLLIST = {"usage": ", ".join(USAGE_COLS), "cdrs": ", ".join(CDR_COLS)}
+# A usage record is written once: a replay inserts nothing.  A CDR is the latest state of its session:
+# the highest revision wins (a session charged again after it closed), a replay changes nothing.
+_MOVE = {
+    "usage": f"INSERT INTO usage ({_COLLIST['usage']}) SELECT {_COLLIST['usage']} FROM _in_usage"
+             " ON CONFLICT (record_id) DO NOTHING",
+    "cdrs": f"INSERT INTO cdrs ({_COLLIST['cdrs']})"
+            f" SELECT DISTINCT ON (record_id) {_COLLIST['cdrs']} FROM _in_cdrs ORDER BY record_id, revision DESC"
+            " ON CONFLICT (record_id) DO UPDATE SET "
+            + ", ".join(f"{c} = EXCLUDED.{c}" for c in CDR_COLS if c != "record_id")
+            + " WHERE cdrs.revision < EXCLUDED.revision",
+}
+
+
 async def write_batch(conn: asyncpg.Connection | PoolConnectionProxy, entries: list[Entry]) -> None:
-    """Insert a batch idempotently in one transaction (COPY into temp tables, then ON CONFLICT)."""
+    """Write a batch idempotently in one transaction (COPY into temp tables, then ON CONFLICT)."""
     usage, cdrs = to_rows(entries)
     async with conn.transaction():
         for table, cols, rows in (("usage", USAGE_COLS, usage), ("cdrs", CDR_COLS, cdrs)):
@@ -53,6 +67,4 @@ async def write_batch(conn: asyncpg.Connection | PoolConnectionProxy, entries: l
             await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp}"
                                f" (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
             await conn.copy_records_to_table(tmp, records=rows, columns=list(cols))
-            collist = ", ".join(cols)
-            await conn.execute(f"INSERT INTO {table} ({collist}) SELECT {collist} FROM {tmp}"
-                               " ON CONFLICT (record_id) DO NOTHING")
+            await conn.execute(_MOVE[table])

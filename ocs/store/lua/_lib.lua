@@ -131,16 +131,21 @@ local function emit_usage(stream, seq, shard, sess, req, kind, units, used, amou
   emit(stream, seq, shard, '', f)
 end
 
--- The CDR of a session and rating group (t=c, spec section 7).  Its record id
--- cdr:<session>:<rating group> makes a second end of the same session a no-op in PostgreSQL.
+-- The CDR of a session and rating group (t=c, docs/provisioning.md).  Its record id is
+-- cdr:<session>:<rating group>; `revision` counts the CDRs written for that key (kept across a
+-- closed session's key being opened again), and PostgreSQL keeps the highest: a session charged
+-- again after it closed (usage reported after the reaper released it, a RADIUS Start after its
+-- hold expired) has its CDR brought up to date, and a replayed entry changes nothing.
 local function emit_cdr(stream, seq, shard, sess, duration, billed, charge, cause, end_time)
   local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node',
     'calling', 'dest', 'prefix', 'dname', 't0', 'xs')
+  local rev = redis.call('HINCRBY', sess, 'cdrrev', 1)
+  redis.call('HSET', sess, 'cause', cause)
   local f = {'t', 'c', 'session_id', s[2],
     'rating_group', s[3], 'account', s[1], 'protocol', s[4], 'service', s[5], 'calling', s[8],
     'called', s[9], 'prefix', s[10], 'destination', s[11], 'start_time', s[12], 'duration', duration,
     'billed_seconds', billed, 'charge', charge, 'currency', s[6], 'termination_cause', cause,
-    'end_time', end_time, 'node', s[7]}
+    'end_time', end_time, 'node', s[7], 'revision', int(rev)}
   if s[13] then f[#f + 1] = 'excess_units'; f[#f + 1] = s[13] end
   emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], f)
 end

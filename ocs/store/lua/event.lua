@@ -21,7 +21,7 @@ if redis.call('EXISTS', acct) == 0 then return {'NOACCT', ''} end
 if redis.call('HGET', acct, 'st') == 'blocked' and amount > 0 then return {'BLOCKED', ''} end
 if need == '1' and amount > 0 then
   local avail = available(acct)
-  if avail < amount then return {'NOCREDIT', int(avail)} end
+  if avail < amount then return {'NOCREDIT', ''} end
 end
 set_context(sess, context)
 local bal = redis.call('HINCRBY', acct, 'bal', 0 - amount)

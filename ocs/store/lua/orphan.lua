@@ -8,7 +8,8 @@
 -- ARGV[4] expected used units of the tombstone ('' when Python saw no session)
 -- ARGV[5] new used total  ARGV[6] new charged total  ARGV[7] new billed units
 -- ARGV[8] amount to debit ARGV[9] units reported   ARGV[10] event time ISO   ARGV[11] TTL seconds
--- ARGV[12] write a CDR when creating the tombstone ('1' on terminate)   ARGV[13] termination cause
+-- ARGV[12] write a CDR when creating the tombstone ('1' on terminate; an existing closed session's
+--          CDR is always written again, brought up to date)   ARGV[13] termination cause
 -- ARGV[14] packed rating context for a new tombstone (as reserve.lua)
 -- ARGV[15] session's excess units after this request   ARGV[16] excess units of this request
 --
@@ -41,7 +42,9 @@ end
 local bal = redis.call('HINCRBY', acct, 'bal', 0 - amount)
 if excess ~= '0' then redis.call('HSET', sess, 'xs', xs) end
 emit_usage(stream, seq, shard, sess, req, 'orphan', units_now, used, amount, chg, bal, etime, excess)
-if not exists and want_cdr == '1' then
+if exists then  -- a closed session charged again: its CDR is brought up to date (the cause it closed with stays)
+  emit_cdr(stream, seq, shard, sess, used, billed, chg, redis.call('HGET', sess, 'cause') or cause, etime)
+elseif want_cdr == '1' then
   emit_cdr(stream, seq, shard, sess, used, billed, chg, cause, etime)
 end
 local out = outcome('unknown_session', 0, 0, amount, 0, bal, 0)

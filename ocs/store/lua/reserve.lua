@@ -6,31 +6,46 @@
 -- ARGV[4] validity seconds  ARGV[5] expiry zset member
 -- ARGV[6] rating context stored on the session: "field\31value\31field\31value..."
 -- ARGV[7] GrantPlan packed "fee,base_num,charged_base,per,max_blocks,nseg,triples..."
+-- ARGV[8] seconds a refusal is remembered (its stored outcome answers retransmissions)
 --
 -- Returns {code, outcome} with code:
 --   'OK'       reserved; outcome = stored outcome string (see _lib.outcome)
 --   'DUP'      this request number was already answered: its stored outcome, nothing moved
 --   'EXISTS'   the session is open under another request number: nothing moved
 --              (a closed session under the same key is replaced)
---   'NOACCT'   no such account          'BLOCKED'  account blocked
---   'NOCREDIT' less than one block affordable: nothing stored, nothing moved
+--   'NOACCT'   no such account: nothing stored, nothing moved
+--   'BLOCKED'  account blocked          'NOCREDIT' less than one block affordable
+--              (both: no money moved; the refusal is stored as this request number's outcome on a
+--              closed session for ARGV[8] seconds, so a retransmission is refused identically even
+--              if credit arrived meanwhile - RFC 4006 section 5.1, duplicate detection)
 -- @include _lib
 local acct, sess, expiry, totals = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, req, exp_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local validity, member, context, plan = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local validity, member, context, plan, refusal_ttl = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 
 local stored = answered(sess, req)
 if stored then return {'DUP', stored} end
+local rev = nil
 if redis.call('EXISTS', sess) == 1 then
   if redis.call('HGET', sess, 'closed') ~= '1' then return {'EXISTS', ''} end
+  rev = redis.call('HGET', sess, 'cdrrev')  -- the new CDR of this key supersedes the old one
   redis.call('DEL', sess)  -- a closed session's key reused (RADIUS NAS|user|called): start afresh
 end
 if redis.call('EXISTS', acct) == 0 then return {'NOACCT', ''} end
-if redis.call('HGET', acct, 'st') == 'blocked' then return {'BLOCKED', ''} end
 
 local avail, bal, rsv = available(acct)
+local function refuse(code, status)
+  set_context(sess, context)
+  local out = outcome(status, 0, 0, 0, 0, bal, 0)
+  redis.call('HSET', sess, 'closed', '1', 'used', 0, 'chg', 0, 'billed', 0, 'hold', 0, 'hunits', 0,
+    'rq', req, 'born', now, 'o:' .. req, out)
+  if rev then redis.call('HSET', sess, 'cdrrev', rev) end
+  redis.call('EXPIRE', sess, refusal_ttl)
+  return {code, out}
+end
+if redis.call('HGET', acct, 'st') == 'blocked' then return refuse('BLOCKED', 'blocked') end
 local blocks, units, hold, maxb = grant(plan, avail)
-if blocks == 0 then return {'NOCREDIT', int(avail)} end
+if blocks == 0 then return refuse('NOCREDIT', 'out_of_credit') end
 local final = (blocks < maxb) and 1 or 0
 
 move_hold(acct, totals, hold)
@@ -38,5 +53,6 @@ set_context(sess, context)
 local out = outcome('granted', units, final, 0, hold, bal, validity)
 redis.call('HSET', sess, 'used', 0, 'chg', 0, 'billed', 0, 'hold', hold, 'hunits', units,
   'rq', req, 'exp', exp_ms, 'born', now, 'o:' .. req, out)
+if rev then redis.call('HSET', sess, 'cdrrev', rev) end
 redis.call('ZADD', expiry, exp_ms, member)
 return {'OK', out}

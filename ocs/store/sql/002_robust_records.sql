@@ -12,6 +12,11 @@ ALTER TABLE cdrs ALTER COLUMN rating_group TYPE bigint;
 ALTER TABLE usage ADD COLUMN excess_units bigint NOT NULL DEFAULT 0;
 ALTER TABLE cdrs ADD COLUMN excess_units bigint NOT NULL DEFAULT 0;
 
+-- How many CDRs were written for this session and rating group: a session charged again after it
+-- closed (late usage after the reaper, a RADIUS Start after its hold expired) writes its CDR again
+-- with a higher revision, and the flush keeps the highest (docs/provisioning.md).
+ALTER TABLE cdrs ADD COLUMN revision integer NOT NULL DEFAULT 0;
+
 -- A stream entry PostgreSQL refused even alone (after bisecting its batch).  ``fields`` is the
 -- whole entry as ASCII JSON (a NUL or an undecodable octet survives as a \u escape), so nothing
 -- is lost: ``ocsctl usage retry ID`` writes it again once the cause is fixed.
