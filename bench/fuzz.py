@@ -14,19 +14,26 @@ the end.  One row:
 - ``survived`` yes when ocsd answered every probe, drained its streams and exited 0 on SIGTERM;
   else ``failure`` says what broke and the seed reproduces the inputs.
 
-Run alone with ``python -m bench.fuzz [--quick] [--packets N] [--seed S]``.
+Run alone with ``python -m bench.fuzz [--quick] [--packets N] [--seed S] [--private-redis]``;
+``--private-redis`` gives ocsd a redis-server of its own on a free loopback port, so that other test
+runs on a shared Redis (a ``SCRIPT FLUSH``, say) cannot disturb a long campaign.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from bench.common import format_table
-from tests.e2e.daemon import Daemon
+from tests.e2e.daemon import REDIS_URL, Daemon, free_port
 from tests.fuzz.campaign import Report, provision, run_campaign
 
 FULL, QUICK = 1_000_000, 20_000
@@ -58,10 +65,37 @@ def _row(rep: Report) -> dict[str, Any]:
     return row
 
 
-def campaign(packets: int, seed: int | None = None) -> Report:
+@contextmanager
+def private_redis() -> Iterator[str]:
+    """A redis-server of our own on a free loopback port, without persistence."""
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        for _ in range(100):
+            try:
+                redis.Redis.from_url(url).ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def campaign(packets: int, seed: int | None = None, *, own_redis: bool = False) -> Report:
     seed = int(time.time()) if seed is None else seed
+    if own_redis:
+        with private_redis() as url:
+            return _campaign(packets, seed, url)
+    return _campaign(packets, seed, REDIS_URL)
+
+
+def _campaign(packets: int, seed: int, redis_url: str) -> Report:
     with tempfile.TemporaryDirectory() as tmp:
-        d = Daemon(Path(tmp))
+        d = Daemon(Path(tmp), redis_url=redis_url)
         d.write_config()
         d.create_database()
         provision(d)
@@ -85,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help=f"{QUICK:,} packets per protocol instead of {FULL:,}")
     ap.add_argument("--packets", type=int, help="packets per protocol (overrides --quick)")
     ap.add_argument("--seed", type=int, help="seed of the inputs (default: the time)")
+    ap.add_argument("--private-redis", action="store_true", help="run ocsd on a redis-server of its own")
     args = ap.parse_args(argv)
     packets = args.packets or (QUICK if args.quick else FULL)
-    print(format_table([_row(campaign(packets, args.seed))]))
+    print(format_table([_row(campaign(packets, args.seed, own_redis=args.private_redis))]))
     return 0
 
 

@@ -15,7 +15,7 @@ __all__ = ["daemon", "fuzz_daemon", "make_daemon"]
 
 @pytest.fixture
 def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
-    """``make_daemon(extra_toml="", edit=None)``: a started ocsd with the fuzz tariff and accounts (tests/fuzz/campaign.py).
+    """``make_daemon(extra_toml="", edit=None, accounts=...)``: a started ocsd with the fuzz tariff and accounts (tests/fuzz/campaign.py).
 
     Unlike the e2e ``daemon`` fixture the test itself checks how ocsd ends (the regression tests and the
     campaign assert a SIGTERM exit 0 while the process is known to be alive); teardown only cleans up.
@@ -23,7 +23,8 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     require_services()
     made: list[Daemon] = []
 
-    def make(extra_toml: str = "", edit: Callable[[str], str] | None = None) -> Daemon:
+    def make(extra_toml: str = "", edit: Callable[[str], str] | None = None,
+             accounts: tuple[str, ...] = ("probe", "fuzz", "reg")) -> Daemon:
         d = Daemon(tmp_path / f"d{len(made)}", extra_toml=extra_toml)
         d.tmp.mkdir(parents=True, exist_ok=True)
         made.append(d)
@@ -31,7 +32,7 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         if edit is not None:  # e.g. a key of a table the base config already has
             d.config_path.write_text(edit(d.config_path.read_text()))
         d.create_database()
-        provision(d)
+        provision(d, accounts=accounts)
         d.start()
         return d
 
