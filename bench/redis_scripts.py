@@ -8,9 +8,10 @@ script calls/s from one process.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ import redis.asyncio as aioredis
 
 from bench.common import cpu_seconds, format_table, row
 from ocs import config
+from ocs.app import build_core
 from ocs.charging import Charging
 from ocs.metrics import Metrics
 from ocs.model import ChargeRequest
@@ -32,7 +34,7 @@ async def make_core(prefix: str, accounts: int) -> tuple[Charging, aioredis.Redi
     r = aioredis.Redis.from_url(cfg.redis.url)
     src = MemoryTariffSource()
     src.add(Tariff("t", 1, "EUR", "UTC", (RateRow("49", "DE", 60_000, 20_000, 30, 6),)))
-    core = Charging(cfg, r, None, Metrics(), tariffs=src)
+    core = build_core(cfg, r, Metrics(), src)
     await core.start()
     for i in range(accounts):
         await r.hset(core.keys.account(f"a{i}"), mapping={"bal": 10**12, "rsv": 0, "cl": 0, "type": "prepaid",
@@ -98,67 +100,59 @@ async def _run(sessions: int, updates: int) -> list[dict[str, Any]]:
 
 
 async def _raw_scripts(core: Charging, sessions: int, rounds: int) -> list[dict[str, Any]]:
-    """reserve.lua and debit.lua through the typed wrapper (EVALSHA on the auto-pipeline) alone.
+    """reserve.lua and debit.lua through their typed wrappers (EVALSHA on the auto-pipeline) alone.
 
     The arguments are prepared before the clock starts, as the verbs would build them (plan,
     context, CAS value), so the rows show what the script calls themselves sustain from one
     process; the verb rows above add rating, subscriber lookup and bookkeeping.
     """
-    from ocs.store.sessions import member, pack_context, plan_arg
+    from ocs.store.charging_scripts import Debit, Target, pack_context
 
     tariff = await core.tariffs.current("t")
     sel = tariff.select("4930", T0)
     assert sel is not None
-    keys, ss = core.keys, core.sessions
     now = int(time.time() * 1000)
     out = []
     accounts = [f"a{i % 100}" for i in range(sessions)]
     sids = [f"raw-{i}" for i in range(sessions)]
-    plan0 = plan_arg(tariff.grant_plan(sel, 0, 60))
+    plan0 = tariff.grant_plan(sel, 0, 60)
     reserve_rounds = []
     for k in range(rounds):  # round 0 opens the sessions the debit rounds then charge
         calls = []
         for acct, base in zip(accounts, sids, strict=True):
             sid = base if k == 0 else f"{base}-{k}"  # one session per call
-            sh = ss._shard(acct)
             ctx = pack_context({"acct": acct, "sid": sid, "rg": "0", "proto": "bench", "svc": "voice", "cur": "EUR",
                                 "node": "bench", "origin": "", "calling": "", "dest": sel.number,
                                 "prefix": sel.prefix, "dname": sel.destination, "t0": T0.isoformat(),
                                 "tariff": "t", "tver": "1"})
-            calls.append(([keys.account(acct), keys.session(acct, sid, 0), keys.expiry(sh), keys.totals(sh)],
-                          [now, 0, now + 3_600_000, 1800, member(acct, sid, 0), ctx, plan0]))
+            calls.append(functools.partial(core.scripts.reserve, Target(acct, sid, 0, "EUR"), 0, now,
+                                           now + 3_600_000, ctx, plan0, ""))
         reserve_rounds.append(calls)
     debit_rounds = []
     for k in range(rounds):
         used0, used1 = 30 * k, 30 * (k + 1)
         rating = tariff.rate(sel, used1)
-        plan = plan_arg(tariff.grant_plan(sel, used1, 60, done=rating))
-        calls = []
-        for acct, sid in zip(accounts, sids, strict=True):
-            sh = ss._shard(acct)
-            calls.append(([keys.account(acct), keys.session(acct, sid, 0), keys.expiry(sh), keys.usage(sh),
-                           keys.seq(sh), keys.totals(sh)],
-                          [now, 1 + k, now + 3_600_000, 1800, member(acct, sid, 0), f"s{sh:02d}", str(used0), used1,
-                           rating.charge, rating.billed_units, "update", "", T0.isoformat(), 30, 3600, plan]))
-        debit_rounds.append(calls)
-    for name, script, phases in (("reserve.lua", ss.reserve_s, reserve_rounds),
-                                 ("debit.lua (debit + re-reserve)", ss.debit_s, debit_rounds)):
+        d = Debit(1 + k, str(used0), used1, rating.charge, rating.billed_units, 30, T0.isoformat(), 0, 0, "",
+                  tariff.grant_plan(sel, used1, 60, done=rating))
+        debit_rounds.append([functools.partial(core.scripts.debit, Target(acct, sid, 0, "EUR"), d, now,
+                                               now + 3_600_000, "") for acct, sid in zip(accounts, sids, strict=True)])
+    for name, phases in (("reserve.lua", reserve_rounds), ("debit.lua (debit + re-reserve)", debit_rounds)):
         lat: list[float] = []
         c0, t0 = cpu_seconds(), time.perf_counter()
         for calls in phases:
-            replies = await asyncio.gather(*(_timed_script(core, script, k, a, lat) for k, a in calls))
-            assert all(bytes(rep[0]) == b"OK" for rep in replies), replies[0]
+            codes = await asyncio.gather(*(_timed(call, lat) for call in calls))
+            assert all(code == "OK" for code in codes), codes[0]
         seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
         out.append(row(f"script calls: {name} ({sessions} concurrent sessions)", len(lat), seconds, lat, cpu_s=cpu,
                        target="15000/s"))
     return out
 
 
-async def _timed_script(core: Charging, script: Any, keys: list[str], args: list[Any], into: list[float]) -> Any:
+async def _timed(call: Callable[[], Awaitable[tuple[str, Any]]], into: list[float]) -> str:
     a = time.perf_counter()
-    reply = await core.rp.script(script, keys, args)
+    code, _out = await call()
     into.append(time.perf_counter() - a)
-    return reply
+    return code
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:

@@ -28,11 +28,23 @@ import structlog
 from redis.asyncio import Redis
 
 from ocs import __version__, config, sdnotify
+from ocs.charging import Charging
 from ocs.log import configure as configure_logging
 from ocs.log import flush as flush_logs
 from ocs.metrics import Metrics
 from ocs.store import POSTGRES_DOWN, migrate
+from ocs.store.accounts_view import AccountView
+from ocs.store.charging_scripts import ChargingScripts
+from ocs.store.keys import Keys
+from ocs.store.pipeline import AutoPipeline
+from ocs.store.session_state import SessionStates
+from ocs.store.tariff_cache import PgTariffSource, TariffCache, TariffSource
+from ocs.store.tariff_snapshot import SnapshotTariffSource
 from ocs.tasks import Supervisor
+
+# How long reserve.lua remembers a refusal (no credit, blocked) as the request number's outcome: a
+# gateway's retransmission within this gets the same refusal even if credit arrived meanwhile.
+REFUSAL_TTL = 120
 
 DRAIN_SECONDS = 8.0
 log = structlog.get_logger("ocsd")
@@ -51,6 +63,30 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 50)
+
+
+def build_core(cfg: config.Config, redis: Redis, metrics: Metrics, source: TariffSource | None = None,
+               pool: asyncpg.Pool | None = None, *, keys: Keys | None = None) -> Charging:
+    """The charging core and everything it stands on, each built once and injected.
+
+    Tariffs come from ``source`` (tests, benchmarks) or from PostgreSQL through ``pool``,
+    remembered in Redis so a daemon (re)started during a PostgreSQL outage rates from there.
+    """
+    keys = keys or Keys(cfg.redis.key_prefix, cfg.charging.shards)
+    rp = AutoPipeline(redis, raw=True)  # the hot path's own pipelined RESP connection
+    if source is None:
+        if pool is None:
+            raise ValueError("a PostgreSQL pool or a tariff source is needed")
+        source = SnapshotTariffSource(PgTariffSource(pool), rp, keys)
+    c = cfg.charging
+    return Charging(
+        cfg, metrics, rp=rp,
+        accounts=AccountView(rp, keys, cfg.cache.accounts),
+        tariffs=TariffCache(source, rp, keys, cfg.cache.tariff_versions),
+        states=SessionStates(rp, keys, cfg.cache.sessions),
+        scripts=ChargingScripts(rp, keys, validity=c.validity_seconds,
+                                ttl=max(3600, c.validity_seconds + c.grace_seconds), refusal_ttl=REFUSAL_TTL),
+    )
 
 
 class StartupError(Exception):
@@ -84,8 +120,9 @@ async def _schema_ok(pool: asyncpg.Pool) -> None:
 class Daemon:
     """Owns every component of one ``ocsd`` process."""
 
-    def __init__(self, cfg: config.Config) -> None:
+    def __init__(self, cfg: config.Config, config_path: str | None = None) -> None:
         self.cfg = cfg
+        self.config_path = config_path  # re-read on SIGHUP (None: $OCS_CONFIG, then config/ocs.toml)
         self.metrics = Metrics()
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
@@ -146,14 +183,12 @@ class Daemon:
         return out
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
-        from ocs.charging import Charging
-        from ocs.diameter.server import DiameterServer
-        from ocs.http import HttpServer
-        from ocs.radius.server import RadiusServer
-        from ocs.store.flush import Flusher
-        from ocs.store.reaper import Reaper
-        from ocs.store.tariff_snapshot import NoSnapshot
+        await self._start_stores(stack)
+        await self._start_core(stack)
+        self._start_tasks()
+        await self._start_fronts()
 
+    async def _start_stores(self, stack: contextlib.AsyncExitStack) -> None:
         cfg = self.cfg
         self.redis = _redis_client(cfg)
         stack.push_async_callback(self.redis.aclose)
@@ -165,15 +200,24 @@ class Daemon:
         stack.push_async_callback(self.pool.close)
         await self._check_schema(starting=True)
 
-        self.core = Charging(cfg, self.redis, self.pool, self.metrics)
+    async def _start_core(self, stack: contextlib.AsyncExitStack) -> None:
+        from ocs.store.tariff_snapshot import NoSnapshot
+
+        self.keys = Keys(self.cfg.redis.key_prefix, self.cfg.charging.shards)
+        self.core = build_core(self.cfg, self.redis, self.metrics, pool=self.pool, keys=self.keys)
         try:
             await self.core.start()
         except (NoSnapshot, *POSTGRES_DOWN) as exc:
             raise StartupError(f"postgres: unreachable and no tariff snapshot in Redis to charge from: {exc}") from None
         stack.push_async_callback(self.core.close)
 
-        self.flusher = Flusher(cfg, self.redis, self.pool, self.metrics)
-        self.reaper = Reaper(cfg, self.redis, self.metrics)
+    def _start_tasks(self) -> None:
+        from ocs.store.flush import Flusher
+        from ocs.store.reaper import Reaper
+
+        jobs = AutoPipeline(self.redis)  # background jobs share one redis-py pipeline (parsed replies)
+        self.flusher = Flusher(self.cfg, self.redis, self.pool, self.metrics, keys=self.keys, rp=jobs)
+        self.reaper = Reaper(self.cfg, self.redis, self.metrics, keys=self.keys, rp=jobs)
         spawn = self.supervisor.spawn
         spawn(self.flusher.run, "flusher")
         spawn(self.flusher.run_lag, "usage-lag")
@@ -182,11 +226,16 @@ class Daemon:
         if self.degraded:
             spawn(self._postgres_watch, "postgres-watch")
 
-        self.diameter = DiameterServer(cfg, self.core, self.metrics)
+    async def _start_fronts(self) -> None:
+        from ocs.diameter.server import DiameterServer
+        from ocs.http import HttpServer
+        from ocs.radius.server import RadiusServer
+
+        self.diameter = DiameterServer(self.cfg, self.core, self.metrics)
         await self.diameter.start()
-        self.radius = RadiusServer(cfg, self.core, self.metrics)
+        self.radius = RadiusServer(self.cfg, self.core, self.metrics)
         await self.radius.start()
-        self.http = HttpServer(cfg.http.listen, self.metrics, self._checks())
+        self.http = HttpServer(self.cfg.http.listen, self.metrics, self._checks())
         await self.http.start()
 
     async def _check_schema(self, *, starting: bool = False) -> bool:
@@ -236,7 +285,7 @@ class Daemon:
     async def _reload(self) -> None:
         """SIGHUP: re-read the config file for RADIUS clients, reload tariffs; sessions stay."""
         try:
-            new = config.load(self._config_path)
+            new = config.load(self.config_path)
         except config.ConfigError as exc:
             log.error("reload_failed", error=str(exc))
             return
@@ -244,14 +293,11 @@ class Daemon:
         await self.core.reload_tariffs()
         log.info("reloaded", radius_clients=len(new.radius.clients))
 
-    _config_path: str | None = None
-
     async def _ledger_sweep(self) -> None:
         """Apply ledger rows an interrupted ``ocsctl topup`` left unapplied (docs/architecture.md)."""
         from ocs.store import provision
-        from ocs.store.keys import Keys
 
-        keys = Keys(self.cfg.redis.key_prefix, self.cfg.charging.shards)
+        keys = self.keys
         while True:
             await asyncio.sleep(30)
             try:
@@ -310,8 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         runner: Callable[..., Any] = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a pinned dependency
         runner = asyncio.run
-    daemon = Daemon(cfg)
-    daemon._config_path = args.config
+    daemon = Daemon(cfg, args.config)
     try:
         return int(runner(daemon.run()))
     except StartupError as exc:

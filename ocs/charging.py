@@ -1,17 +1,12 @@
 """The charging verbs: authorize / initiate / update / terminate / event (+ bind, terminate_origin).
 
 Both front ends call these with a :class:`~ocs.model.ChargeRequest` and map the
-tagged :class:`~ocs.model.Outcome` to their codes.  Division of labour:
-
-- Python rates (pure :mod:`ocs.rating`): the cumulative charge of the session's
-  total usage (docs/rating.md rule 5) and a :class:`GrantPlan` for the next grant;
-- one Lua script per request moves the money atomically (``ocs/store/lua``):
-  idempotency by request number, CAS on the usage Python rated from, debit,
-  usage record, grant search against ``available`` (docs/rating.md).
-
-A CONFLICT from a script (the session moved between our read and the script,
-e.g. two retransmissions racing) re-reads and retries; the script's
-stored-outcome check makes the retry answer the duplicate identically.
+tagged :class:`~ocs.model.Outcome` to their codes.  The core rates and decides;
+the store only moves money: account and tariff resolution and rule 1 happen here,
+every grant is planned here (pure :mod:`ocs.rating`), reported usage is charged by
+:class:`~ocs.settlement.Settlement`, and one typed script call per request
+(:class:`~ocs.store.charging_scripts.ChargingScripts`) writes it atomically.
+Everything is injected by the composition root (:func:`ocs.app.build_core`).
 """
 
 from __future__ import annotations
@@ -19,25 +14,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from datetime import UTC, datetime
-
-import asyncpg
-import structlog
-from redis.asyncio import Redis
+from datetime import UTC, datetime, timedelta
 
 from ocs.config import Config
 from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, EventAction, Outcome, Service, Status
 from ocs.rating.engine import CompiledTariff, Selection, affordable
+from ocs.settlement import Settlement
 from ocs.store.accounts_view import Account, AccountView
-from ocs.store.keys import Keys
+from ocs.store.charging_scripts import ChargingScripts, Target, pack_context
 from ocs.store.pipeline import AutoPipeline
-from ocs.store.sessions import SessionStore
-from ocs.store.tariff_cache import PgTariffSource, TariffCache, TariffNotFound, TariffSource
-from ocs.store.tariff_snapshot import SnapshotTariffSource
+from ocs.store.session_state import SessionState, SessionStates, iso, ms
+from ocs.store.tariff_cache import TariffCache, TariffNotFound
+from ocs.usage import context
 
-log = structlog.get_logger("ocs.charging")
-MAX_RETRIES = 8
 # Request numbers of the settlements terminate_origin makes: above every number a front end
 # uses (Diameter: Unsigned32; RADIUS: below 2^35, radius/mapping.py), below 2^53 (exact in Lua).
 SETTLE_BASE = 2**40
@@ -50,20 +40,17 @@ def _now(req: ChargeRequest) -> datetime:
 class Charging:
     """The :class:`~ocs.model.ChargingCore` on Redis (money) and PostgreSQL (tariffs)."""
 
-    def __init__(self, cfg: Config, redis: Redis, pool: asyncpg.Pool | None, metrics: Metrics, *,
-                 tariffs: TariffSource | None = None) -> None:
+    def __init__(self, cfg: Config, metrics: Metrics, *, rp: AutoPipeline, accounts: AccountView,
+                 tariffs: TariffCache, states: SessionStates, scripts: ChargingScripts) -> None:
         self.cfg = cfg
         self.metrics = metrics
-        self.keys = Keys(cfg.redis.key_prefix, cfg.charging.shards)
-        self.rp = AutoPipeline(redis, raw=True)
-        if tariffs is None:
-            if pool is None:
-                raise ValueError("a PostgreSQL pool or a tariff source is needed")
-            # remembered in Redis: a daemon (re)started during a PostgreSQL outage rates from there
-            tariffs = SnapshotTariffSource(PgTariffSource(pool), self.rp, self.keys)
-        self.tariffs = TariffCache(tariffs, self.rp, self.keys)
-        self.accounts = AccountView(self.rp, self.keys)
-        self.sessions = SessionStore(cfg, self.rp, self.keys, metrics=metrics)
+        self.rp = rp
+        self.keys = scripts.keys
+        self.accounts = accounts
+        self.tariffs = tariffs
+        self.states = states
+        self.scripts = scripts
+        self.settlement = Settlement(cfg, metrics, accounts, tariffs, states, scripts)
 
     async def start(self) -> None:
         await self.rp.load_scripts()
@@ -150,10 +137,23 @@ class Charging:
             rated = await self._rated(req)
             if isinstance(rated, Outcome):
                 return rated
-            acct, tariff, sel = rated
-            return await self.sessions.open(req, acct, tariff, sel, self._cap(req))
+            return await self._open(req, *rated)
         finally:
             self._observe("initiate", t0)
+
+    async def _open(self, req: ChargeRequest, acct: Account, tariff: CompiledTariff, sel: Selection) -> Outcome:
+        """Plan the first grant and reserve it (``reserve.lua`` also indexes origin and rating group)."""
+        plan = tariff.grant_plan(sel, 0, self._cap(req))
+        t = Target(acct.id, req.session, req.rating_group, acct.currency)
+        ctx = context(req, acct, sel, sel.start, self.cfg.node.name)
+        code, out = await self.scripts.reserve(t, req.request_number, ms(datetime.now(UTC)),
+                                               self.settlement.expiry_ms(req), pack_context(ctx), plan, req.origin)
+        if code == "OK" and out is not None:
+            self.states.remember(req.subscriber, req.session, acct.id)
+            self.states.keep(SessionState(acct.id, req.session, req.rating_group,
+                                          {**ctx, "used": "0", "chg": "0", "hunits": str(out.granted_units)}, sel))
+            await self.states.index(req.session, acct.id)
+        return out or Outcome(Status.ERROR, reason=f"reserve answered {code}")
 
     async def update(self, req: ChargeRequest) -> Outcome:
         t0 = time.perf_counter()
@@ -179,10 +179,12 @@ class Charging:
         """
         t0 = time.perf_counter()
         try:
-            groups = await self.sessions.groups(req.session)
+            account = await self.settlement.account_of(req)
+            zero = await self.states.find(account, req.subscriber, req.session, 0)
+            account = account or (zero.account if zero is not None else None)
+            groups = await self.states.groups(account, req.session) if account else []
             if not groups:
                 return await self._charge(req, terminate=True)
-            zero = await self.sessions.find(req, self.accounts)
             if zero is not None and not zero.closed:
                 groups = [0, *groups]  # rating group 0 opened too (an MSCC without Rating-Group)
             outs = await asyncio.gather(*(
@@ -197,21 +199,7 @@ class Charging:
             self._observe("terminate", t0)
 
     async def _charge(self, req: ChargeRequest, *, terminate: bool) -> Outcome:
-        for _ in range(MAX_RETRIES):
-            state = await self.sessions.find(req, self.accounts)
-            if state is None or state.closed:
-                out = await self.sessions.orphan(req, state, self.accounts, self.tariffs,
-                                                 terminate=terminate)
-            else:
-                dup = state.stored(req.request_number)
-                if dup is not None:
-                    return dup
-                tariff = await self.tariffs.get(state.tariff, state.version)
-                out = await self.sessions.debit(req, state, tariff, self._cap(req), terminate=terminate)
-            if out is not None:
-                return out
-        log.warning("charge_conflict_retries_exhausted", session=req.session)
-        return Outcome(Status.ERROR, reason="too many concurrent changes to the session")
+        return await self.settlement.charge(req, self._cap(req), terminate=terminate)
 
     async def event(self, req: ChargeRequest, action: EventAction) -> Outcome:
         t0 = time.perf_counter()
@@ -232,21 +220,36 @@ class Charging:
                 return Outcome(Status.GRANTED, granted_units=units, price=rating.charge,
                                balance=acct.balance, account=acct.id, currency=acct.currency)
             refund = action is EventAction.REFUND_ACCOUNT
-            return await self.sessions.one_shot(req, acct, sel, rating, units, refund=refund)
+            event_time = req.event_time or datetime.now(UTC)
+            ctx = context(req, acct, sel, event_time, self.cfg.node.name, billed=str(rating.billed_units))
+            return (await self.scripts.event(Target(acct.id, req.session, req.rating_group, acct.currency),
+                                             req.request_number, -rating.charge if refund else rating.charge, units,
+                                             iso(event_time), pack_context(ctx), refund=refund))[1] \
+                or Outcome(Status.ERROR, reason="event script")
         finally:
             self._observe("event", t0)
 
     async def bind(self, old_session: str, new_session: str, subscriber: str,
-                   hold_seconds: int | None = None) -> bool:
+                   hold_seconds: int | None = None, origin: str = "") -> bool:
+        """Move a hold to its call's key (RADIUS Start), or make it last the call when the key is the same."""
         acct = await self.accounts.resolve(subscriber)
         if acct is None:
             return False
-        return await self.sessions.bind(acct, old_session, new_session, hold_seconds, subscriber)
+        c = self.cfg.charging
+        expiry = ms(datetime.now(UTC) + timedelta(seconds=hold_seconds or c.validity_seconds + c.grace_seconds))
+        if not await self.scripts.bind(acct.id, old_session, new_session, expiry, origin):
+            return False
+        if old_session != new_session:
+            self.states.forget(acct.id, old_session, 0)  # the hold lives under the new key now
+            self.states.remember(subscriber or acct.id, new_session, acct.id)
+            await self.states.index(new_session, acct.id)
+        return True
 
     async def terminate_origin(self, origin: str, cause: str) -> int:
+        """Settle every open session of one NAS/peer (Accounting-On/Off) at the usage charged so far."""
         count = 0
-        for account, sid, rg in await self.sessions.of_origin(origin):
-            state = await self.sessions.load(account, sid, rg)
+        for account, sid, rg in await self.states.of_origin(origin):
+            state = await self.states.load(account, sid, rg)
             if state is None or state.closed:
                 continue
             req = ChargeRequest(subscriber=account, session=sid, rating_group=rg,
@@ -256,4 +259,3 @@ class Charging:
             out = await self._charge(req, terminate=True)
             count += out.status is Status.GRANTED
         return count
-

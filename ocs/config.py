@@ -116,6 +116,16 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class CacheConfig:
+    """Entries each node-local cache keeps at most (oldest evicted first; a miss costs a read, never money)."""
+
+    sessions: int = 50000  # session states and session owners, each (SessionStore)
+    accounts: int = 10000  # subscriber -> account entries of the one-second account view
+    radius_duplicates: int = 50000  # RFC 5080 duplicate-detection entries (0 disables the cache)
+    tariff_versions: int = 16  # compiled tariff versions; the current version of each tariff is always kept
+
+
+@dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     diameter: DiameterConfig = field(default_factory=DiameterConfig)
@@ -125,6 +135,7 @@ class Config:
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {

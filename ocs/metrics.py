@@ -3,14 +3,53 @@
 Front ends and the core receive the one :class:`Metrics` instance from the
 composition root.  Label values are bounded: protocol, request type and result
 come from small fixed sets; RADIUS clients are labelled by their configured
-name, never by source address.
+name, never by source address.  As a guard against a call site that labels
+with a value from the wire (a Diameter command code has 2^24 values, and each
+series costs ~1 KB and a line of every scrape), a family keeps at most
+:data:`MAX_SERIES` label sets; later new ones are counted under a series whose
+labels are all ``"other"``.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import prometheus_client
+from prometheus_client import CollectorRegistry
+
+MAX_SERIES = 1000  # label sets per family; beyond it new ones count under ("other", ...)
+OVERFLOW = "other"
+
+
+def _bounded(family: Any, labelvalues: tuple[object, ...], labelkwargs: dict[str, object]
+             ) -> tuple[tuple[object, ...], dict[str, object]]:
+    """The label values to use: as given, or all OVERFLOW when they would be a series too many."""
+    if len(family._metrics) < MAX_SERIES:
+        return labelvalues, labelkwargs
+    names = family._labelnames
+    key = tuple(str(labelkwargs[n]) for n in names) if labelkwargs else tuple(str(v) for v in labelvalues)
+    if key in family._metrics:
+        return labelvalues, labelkwargs
+    return (OVERFLOW,) * len(names), {}
+
+
+class Counter(prometheus_client.Counter):
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Self:
+        labelvalues, labelkwargs = _bounded(self, labelvalues, labelkwargs)
+        return super().labels(*labelvalues, **labelkwargs)
+
+
+class Gauge(prometheus_client.Gauge):
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Self:
+        labelvalues, labelkwargs = _bounded(self, labelvalues, labelkwargs)
+        return super().labels(*labelvalues, **labelkwargs)
+
+
+class Histogram(prometheus_client.Histogram):
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Self:
+        labelvalues, labelkwargs = _bounded(self, labelvalues, labelkwargs)
+        return super().labels(*labelvalues, **labelkwargs)
+
 
 F = TypeVar("F", Counter, Gauge, Histogram)
 
@@ -147,5 +186,7 @@ class Metrics:
         key = (id(family), labels)
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = family.labels(*labels)
+            found = family.labels(*labels)
+            if len(self._children) < MAX_SERIES:  # the memo is bounded like the families
+                self._children[key] = found
         return found

@@ -142,8 +142,9 @@ class ChargingCore(Protocol):
         """One-shot charging (CCR-E): direct debit, refund, balance check, price enquiry."""
 
     async def bind(self, old_session: str, new_session: str, subscriber: str,
-                   hold_seconds: int | None = None) -> bool:
-        """Re-key an open session (RADIUS: hold made at Access-Request, bound at Start)."""
+                   hold_seconds: int | None = None, origin: str = "") -> bool:
+        """Re-key an open session (RADIUS: hold made at Access-Request, bound at Start; ``origin``
+        the NAS it is indexed under), or, with the same key, make its hold last ``hold_seconds``."""
 
     async def terminate_origin(self, origin: str, cause: str) -> int:
         """Settle every open session of one NAS/peer (Accounting-On/Off); returns the count."""

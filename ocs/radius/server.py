@@ -62,7 +62,7 @@ class RadiusServer:
         self.metrics = metrics
         load_dictionary(cfg)  # validates the configured dictionaries at start-up (a bad file: no start)
         self.clients = ClientTable(cfg.radius.clients, cfg.radius.replies_per_second_per_client)
-        self.cache = DuplicateCache(cfg.radius.duplicate_cache_seconds)
+        self.cache = DuplicateCache(cfg.radius.duplicate_cache_seconds, cfg.cache.radius_duplicates)
         self.tasks: set[asyncio.Task[None]] = set()
         self.endpoints: dict[str, _Endpoint] = {}
         self.accepting = False
@@ -283,8 +283,8 @@ class RadiusServer:
             subscriber = user or calling
             # the Access-Request's hold: under the hold key, or already under the call's key when the
             # Access-Request carried Acct-Session-Id (then only its expiry grows to the call's)
-            if not await self.core.bind(self._hold_key(nas, pkt), sid, subscriber, self.call_hold) and \
-                    not await self.core.bind(sid, sid, subscriber, self.call_hold):
+            if not await self.core.bind(self._hold_key(nas, pkt), sid, subscriber, self.call_hold, nas) and \
+                    not await self.core.bind(sid, sid, subscriber, self.call_hold, nas):
                 out = await self.core.initiate(req)  # the Access-Request was not ours
         else:
             out = await getattr(self.core, verb)(req)

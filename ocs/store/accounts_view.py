@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from ocs.rating.engine import normalize_number
@@ -38,7 +39,7 @@ class Account:
 
 
 CACHE_SECONDS = 1.0
-CACHE_LIMIT = 100_000
+CACHE_LIMIT = 10_000  # default bound (config ``cache.accounts``)
 
 
 class AccountView:
@@ -50,12 +51,17 @@ class AccountView:
     (CHECK_BALANCE, authorize) or would refuse on what they read (blocked, bad password) ask
     again with ``fresh=True``, so an unblock or a new password counts at once; an alias moved to
     another account counts within a second.
+
+    Entries are kept in the order they were (re)filled, so the oldest is at the front: each fill
+    drops expired entries from the front and, beyond ``max_entries``, the oldest live one.  The
+    cache thus holds the subscribers of the last second, at most ``max_entries`` of them.
     """
 
-    def __init__(self, rp: AutoPipeline, keys: Keys) -> None:
+    def __init__(self, rp: AutoPipeline, keys: Keys, max_entries: int = CACHE_LIMIT) -> None:
         self.rp = rp
         self.keys = keys
-        self._cache: dict[str, tuple[float, Account]] = {}
+        self.max = max_entries
+        self._cache: OrderedDict[str, tuple[float, Account]] = OrderedDict()
 
     async def resolve(self, subscriber: str, *, fresh: bool = False) -> Account | None:
         """Alias (as given, then normalised like a number), else the value as an account id."""
@@ -68,10 +74,15 @@ class AccountView:
                 return hit[1]
         found = await self._resolve(subscriber)
         if found is not None:
-            if len(self._cache) >= CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[subscriber] = (now + CACHE_SECONDS, found)
+            self._fill(subscriber, found, now)
         return found
+
+    def _fill(self, subscriber: str, found: Account, now: float) -> None:
+        cache = self._cache
+        cache[subscriber] = (now + CACHE_SECONDS, found)
+        cache.move_to_end(subscriber)  # a refill of an expired entry goes to the back too
+        while cache and (len(cache) > self.max or next(iter(cache.values()))[0] <= now):
+            cache.popitem(last=False)
 
     async def _resolve(self, subscriber: str) -> Account | None:
         candidates = [subscriber]

@@ -67,13 +67,14 @@ def _str(value: bytes) -> str:
 
 
 class Flusher:
-    def __init__(self, cfg: Config, redis: Redis, pool: asyncpg.Pool, metrics: Metrics) -> None:
+    def __init__(self, cfg: Config, redis: Redis, pool: asyncpg.Pool, metrics: Metrics, *,
+                 keys: Keys | None = None, rp: AutoPipeline | None = None) -> None:
         self.cfg = cfg
         self.redis = redis
         self.pool = pool
         self.metrics = metrics
-        self.rp = AutoPipeline(redis)
-        self.keys = Keys(cfg.redis.key_prefix, cfg.charging.shards)
+        self.rp = rp or AutoPipeline(redis)
+        self.keys = keys or Keys(cfg.redis.key_prefix, cfg.charging.shards)
         self.consumer = cfg.node.name
         self.batch = max(1, cfg.postgres.flush_batch)
         # per stream: a round reads about ``batch`` records in all, not ``batch`` from each of the

@@ -19,11 +19,14 @@ Keys (``P`` is ``redis.key_prefix``, ``S`` the ``{sNN}`` tag):
 - ``P S:totals``             hash: ``rsv`` = the shard's reserved money (kept by the scripts that
                                move holds, so the ``ocs_reserved_micros`` gauge needs no SCAN)
 - ``P alias:<value>``        string: account id
+- ``P S:origin:<origin>``    set of the members (account, sid, rg) of the shard's sessions opened
+                               through a NAS/peer (Accounting-On/Off settles them); kept by the scripts
+- ``P S:sgrp:<id>|<sid>``    set of the rating groups other than 0 that session ``sid`` of account
+                               ``id`` opened (a Diameter CCR-T without MSCC ends them all); kept by reserve.lua
 - ``P sidx:<sid>``            string: account id owning front-end session ``sid`` (so an
                                update/terminate without a subscriber still finds it)
-- ``P sidx:<sid>:rg``        set of the rating groups other than 0 that session ``sid`` opened (a
-                               Diameter CCR-T without MSCC ends them all)
-- ``P origin:<origin>``      set of ``sid|rg|account`` opened through a NAS/peer
+- ``P sidx:<sid>:rg``, ``P origin:<origin>``: the unsharded forms of the two sets above, written
+                               before 0.3 and still read (sessions opened before an upgrade)
 - ``P tariffs:gen``          counter bumped by every tariff import (daemons reload)
 - ``P tariffs:snap``         hash: tariff name -> current version last read from PostgreSQL
 - ``P tariffs:snap:<name>:<version>`` string: that version, zlib-compressed JSON, kept 30 days
@@ -87,10 +90,18 @@ class Keys:
         return f"{self.prefix}sidx:{session}"
 
     def session_groups(self, session: str) -> str:
+        """Legacy (before 0.3): the rating groups of a session, unsharded; read only."""
         return f"{self.prefix}sidx:{session}:rg"
 
     def origin(self, origin: str) -> str:
+        """Legacy (before 0.3): one origin set for all shards; read only."""
         return f"{self.prefix}origin:{origin}"
+
+    def origin_in_shard(self, shard: int, origin: str) -> str:
+        return f"{self.tag(shard)}:origin:{origin}"
+
+    def groups(self, account_id: str, session: str) -> str:
+        return f"{self.tag_of(account_id)}:sgrp:{account_id}|{session}"
 
     def tariffs_gen(self) -> str:
         return f"{self.prefix}tariffs:gen"

@@ -17,22 +17,24 @@ from redis.asyncio import Redis
 from ocs.config import Config
 from ocs.metrics import Metrics
 from ocs.model import StoreUnavailable
+from ocs.store.charging_scripts import parse_member
 from ocs.store.keys import Keys
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.replies import text
 from ocs.store.scripts import Script
-from ocs.store.sessions import ms, parse_member
+from ocs.store.session_state import ms
 
 log = structlog.get_logger("ocs.reaper")
 BATCH = 200
 
 
 class Reaper:
-    def __init__(self, cfg: Config, redis: Redis, metrics: Metrics) -> None:
+    def __init__(self, cfg: Config, redis: Redis, metrics: Metrics, *,
+                 keys: Keys | None = None, rp: AutoPipeline | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics
-        self.keys = Keys(cfg.redis.key_prefix, cfg.charging.shards)
-        self.rp = AutoPipeline(redis)
+        self.keys = keys or Keys(cfg.redis.key_prefix, cfg.charging.shards)
+        self.rp = rp or AutoPipeline(redis)
         self.script = Script("reap")
         self.rp.register(self.script)
         self.ttl = max(3600, cfg.charging.validity_seconds + cfg.charging.grace_seconds)

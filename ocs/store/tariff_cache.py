@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from typing import Protocol
 
 import asyncpg
@@ -28,6 +29,7 @@ from ocs.store.outcomes import text
 from ocs.store.pipeline import AutoPipeline
 
 CHECK_SECONDS = 2.0
+MAX_VERSIONS = 16  # default bound of compiled versions kept (config ``cache.tariff_versions``)
 log = structlog.get_logger("ocs.tariffs")
 
 
@@ -87,11 +89,19 @@ class MemoryTariffSource:
 
 
 class TariffCache:
-    def __init__(self, source: TariffSource, rp: AutoPipeline, keys: Keys) -> None:
+    """Compiled versions, at most ``max_versions`` of them; a tariff's current version is never dropped.
+
+    Beyond the bound the oldest-loaded version that is no tariff's current one is dropped (with more
+    tariffs than the bound, only current versions stay); a session still rating on a dropped
+    version has it loaded again (PostgreSQL, else the Redis snapshot).
+    """
+
+    def __init__(self, source: TariffSource, rp: AutoPipeline, keys: Keys, max_versions: int = MAX_VERSIONS) -> None:
         self.source = source
         self.rp = rp
         self.keys = keys
-        self._compiled: dict[tuple[str, int], CompiledTariff] = {}
+        self.max = max_versions
+        self._compiled: OrderedDict[tuple[str, int], CompiledTariff] = OrderedDict()
         self._current: dict[str, int] = {}
         self._known: dict[str, int] = {}  # last current version seen per name; never cleared
         self._gen = ""
@@ -156,4 +166,17 @@ class TariffCache:
                         raise TariffNotFound(f"{name} v{version}")
                     compiled = CompiledTariff(tariff)
                     self._compiled[key] = compiled
+                    self._evict(key)
         return compiled
+
+    def _evict(self, keep: tuple[str, int]) -> None:
+        """Oldest first, beyond the bound; never ``keep`` (just loaded) nor a current version."""
+        excess = len(self._compiled) - self.max
+        if excess <= 0:
+            return
+        for key in list(self._compiled):
+            if excess <= 0:
+                break
+            if key != keep and self._known.get(key[0]) != key[1] and self._current.get(key[0]) != key[1]:
+                del self._compiled[key]
+                excess -= 1

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from ocs.app import build_core
 from ocs.charging import Charging
 from ocs.model import ChargeRequest, EventAction, Service, Status
 from ocs.store.flush import Flusher
@@ -151,8 +152,8 @@ async def test_bind_to_the_same_key_extends_the_hold(core: Charging, redis_clien
     assert await core.bind("nas|call-9", "nas|call-9", "alice", 3600)
     longer = int(await redis_client.hget(key, "exp"))
     assert longer - short > 3_000_000
-    member = f"alice\x1fnas|call-9\x1f0"
-    assert int(await redis_client.zscore(core.keys.expiry(core.sessions._shard("alice")), member)) == longer
+    member = "alice\x1fnas|call-9\x1f0"
+    assert int(await redis_client.zscore(core.keys.expiry(core.scripts.shard("alice")), member)) == longer
     assert not await core.bind("nas|nothing", "nas|nothing", "alice", 3600)  # no hold: not bound
 
 
@@ -205,7 +206,7 @@ async def test_two_nodes_on_one_session_charge_cumulatively(core: Charging, redi
     Updates of one session alternate between two cores on the same Redis (a Diameter client failing
     over between daemons), some concurrently; the total debited equals the one-shot price.
     """
-    other = Charging(core.cfg, redis_client, None, core.metrics, tariffs=core.tariffs.source)
+    other = build_core(core.cfg, redis_client, core.metrics, core.tariffs.source)
     await other.start()
     try:
         await provision(redis_client, core.keys, "a", 10_000_000)
@@ -242,7 +243,7 @@ async def test_separators_from_the_wire_cannot_shift_fields(core: Charging, redi
     assert (await core.initiate(req)).ok
     fields = await redis_client.hgetall(core.keys.session("alice", sid, 0))
     assert fields[b"acct"] == b"alice" and fields[b"cur"] == b"EUR"
-    assert await core.sessions.of_origin("nas1") == [("alice", sid, 0)]
+    assert await core.states.of_origin("nas1") == [("alice", sid, 0)]
     assert (await core.update(voice(sid, 1, used=61))).charged == 86_000
     later = datetime.now(UTC) + timedelta(hours=2)  # long silent: reaped, whatever its id contains
     assert await reaper.reap_once(later) == 1

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
+from ocs.app import build_core
 from ocs.charging import Charging
 from ocs.metrics import Metrics
 from ocs.model import Status
@@ -94,7 +95,7 @@ async def cluster_core(cluster: list[int]) -> AsyncIterator[tuple[Charging, Redi
     await client.initialize()
     src = MemoryTariffSource()
     src.add(demo_tariff())
-    core = Charging(make_cfg("ocs:"), client, None, Metrics(), tariffs=src)  # type: ignore[arg-type]
+    core = build_core(make_cfg("ocs:"), client, Metrics(), src)  # type: ignore[arg-type]
     await core.start()
     yield core, client
     await core.close()
@@ -117,4 +118,4 @@ async def test_sessions_on_every_node(cluster_core: tuple[Charging, RedisCluster
         assert out.status is Status.GRANTED
         bal, rsv = await r.hmget(core.keys.account(a), "bal", "rsv")
         assert (int(bal), int(rsv)) == (1_000_000 - 86_000, 0)
-        assert await r.xlen(core.keys.usage(core.sessions._shard(a))) >= 2
+        assert await r.xlen(core.keys.usage(core.scripts.shard(a))) >= 2

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from ocs.charging import Charging
+from ocs.app import build_core
 from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, Status
 from ocs.rating.engine import CompiledTariff, affordable
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 async def test_lua_grants_and_debits_match_the_pure_engine(redis_client: aioredis.Redis, key_prefix: str) -> None:
     rnd = random.Random(20261122)
     src = MemoryTariffSource()
-    core = Charging(make_cfg(key_prefix), redis_client, None, Metrics(), tariffs=src)
+    core = build_core(make_cfg(key_prefix), redis_client, Metrics(), src)
     await core.start()
     for case in range(60):
         first, nxt = rnd.randint(1, 60), rnd.randint(1, 60)

@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from ocs import config
+from ocs.app import build_core
 from ocs.charging import Charging
 from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, Service
@@ -72,7 +73,7 @@ async def core(redis_client: aioredis.Redis, key_prefix: str) -> AsyncIterator[C
     cfg = make_cfg(key_prefix)
     src = MemoryTariffSource()
     src.add(demo_tariff())
-    c = Charging(cfg, redis_client, None, Metrics(), tariffs=src)
+    c = build_core(cfg, redis_client, Metrics(), src)
     await c.start()
     yield c
     await c.close()

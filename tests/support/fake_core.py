@@ -43,7 +43,8 @@ class FakeCore:
     async def event(self, req: ChargeRequest, action: EventAction) -> Outcome:
         return await self._answer("event", req)
 
-    async def bind(self, old: str, new: str, subscriber: str, hold_seconds: int | None = None) -> bool:
+    async def bind(self, old: str, new: str, subscriber: str, hold_seconds: int | None = None,
+                   origin: str = "") -> bool:
         self.verbs.append(f"bind {old} -> {new}")
         return self.bound
 

@@ -1,6 +1,6 @@
 """The layering the design intends, enforced on every file's imports (AST; nothing is imported).
 
-- the core (``charging.py``, ``rating/``, ``model.py``, ``money.py``) imports no front end and no
+- the core (``charging.py``, ``settlement.py``, ``usage.py``, ``rating/``, ``model.py``, ``money.py``) imports no front end and no
   wire-format library;
 - the front ends (``diameter/``, ``radius/``) import neither ``ocs.store`` nor ``ocs.charging``,
   nor a store client: they talk to the core through ``model.ChargingCore`` only;
@@ -21,7 +21,7 @@ import pytest
 
 OCS = Path(__file__).resolve().parents[2] / "ocs"
 
-CORE = ("ocs.charging", "ocs.rating", "ocs.model", "ocs.money")
+CORE = ("ocs.charging", "ocs.settlement", "ocs.usage", "ocs.rating", "ocs.model", "ocs.money")
 FRONTS = ("ocs.diameter", "ocs.radius")
 WIRE = {"pyrad", "diameter"}
 STORES = {"redis", "asyncpg", "hiredis"}

@@ -1,0 +1,159 @@
+"""Charging reported usage of a session: the core's half of CCR-U/T and RADIUS Interim/Stop.
+
+Python rates (pure :mod:`ocs.rating`): the cumulative charge of the session's
+total usage (docs/rating.md rule 5), capped for plausibility (:mod:`ocs.usage`),
+and the plan of the next grant; one script call moves the money
+(:class:`~ocs.store.charging_scripts.ChargingScripts`): idempotency by request
+number, CAS on the usage Python rated from, debit, usage record, grant.
+
+A CONFLICT (the session moved between our read and the script, e.g. two
+retransmissions racing, or another node) re-reads and retries; the script's
+stored-outcome check makes the retry answer the duplicate identically.  Usage of
+a session not held open (unknown, closed, reaped) is charged once as an orphan.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from ocs.config import Config
+from ocs.metrics import Metrics
+from ocs.model import ChargeRequest, Outcome, Service, Status
+from ocs.rating.engine import CompiledTariff, GrantPlan, Selection
+from ocs.store.accounts_view import AccountView
+from ocs.store.charging_scripts import ChargingScripts, Debit, Orphan, Target, pack_context
+from ocs.store.session_state import SessionState, SessionStates, iso, ms
+from ocs.store.tariff_cache import TariffCache, TariffNotFound
+from ocs.usage import BEYOND_EXACT, beyond_exact, context, settle
+
+log = structlog.get_logger("ocs.charging")
+MAX_RETRIES = 8
+
+
+class Settlement:
+    def __init__(self, cfg: Config, metrics: Metrics, accounts: AccountView, tariffs: TariffCache,
+                 states: SessionStates, scripts: ChargingScripts) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.accounts = accounts
+        self.tariffs = tariffs
+        self.states = states
+        self.scripts = scripts
+
+    def expiry_ms(self, req: ChargeRequest) -> int:
+        c = self.cfg.charging
+        return ms(datetime.now(UTC) + timedelta(seconds=req.hold_seconds or c.validity_seconds + c.grace_seconds))
+
+    async def account_of(self, req: ChargeRequest) -> str | None:
+        """Whose session: this node's memory, else the request's subscriber (None: the session index)."""
+        account = self.states.owner(req.subscriber, req.session)
+        if account is None and req.subscriber:
+            acct = await self.accounts.resolve(req.subscriber)
+            account = acct.id if acct is not None else None
+        return account
+
+    async def charge(self, req: ChargeRequest, plan_cap: int, *, terminate: bool) -> Outcome:
+        for _ in range(MAX_RETRIES):
+            st = await self.states.find(await self.account_of(req), req.subscriber, req.session, req.rating_group)
+            if st is None or st.closed:
+                out = await self._orphan(req, st, terminate=terminate)
+            else:
+                dup = st.stored(req.request_number)
+                if dup is not None:
+                    return dup
+                out = await self._debit(req, st, plan_cap, terminate=terminate)
+            if out is not None:
+                return out
+        log.warning("charge_conflict_retries_exhausted", session=req.session)
+        return Outcome(Status.ERROR, reason="too many concurrent changes to the session")
+
+    def _overuse(self, req: ChargeRequest, account: str, excess: int, used: int) -> None:
+        if excess:
+            self.metrics.child(self.metrics.overuse, req.protocol or "other").inc()
+            self.metrics.child(self.metrics.overuse_units, req.protocol or "other").inc(excess)
+            log.warning("usage_beyond_grant_not_charged", session=req.session, account=account,
+                        request_number=req.request_number, reported=req.used_units, charged_total=used,
+                        excess_units=excess, max_overuse_seconds=self.cfg.charging.max_overuse_seconds)
+
+    def _refuse_beyond_exact(self, req: ChargeRequest, account: str, charge: int) -> Outcome:
+        log.error("charge_beyond_exact_range", session=req.session, account=account, charge=charge,
+                  reported=req.used_units, request_number=req.request_number)
+        return BEYOND_EXACT
+
+    async def _debit(self, req: ChargeRequest, st: SessionState, cap: int, *, terminate: bool) -> Outcome | None:
+        """One debit(-and-rereserve) call; None = CONFLICT/NOSESSION, the caller re-reads."""
+        tariff = await self.tariffs.get(st.tariff, st.version)
+        sel = st.sel if st.sel is not None and st.sel.version == tariff.tariff.version else \
+            tariff.select(st.f["dest"], st.start, st.service)
+        if sel is None:  # the version a session started on cannot lose its row; defensive
+            return Outcome(Status.ERROR, reason="session no longer rateable")
+        used, excess = settle(req, st.used, st.excess, st.granted, self.cfg.charging.max_overuse_seconds)
+        rating = tariff.rate(sel, used)
+        if beyond_exact(rating.charge):
+            return self._refuse_beyond_exact(req, st.account, rating.charge)
+        self._overuse(req, st.account, excess, used)
+        plan: GrantPlan | None = None if terminate else tariff.grant_plan(sel, used, cap, done=rating)
+        now = datetime.now(UTC)
+        d = Debit(req.request_number, st.f.get("used", "0"), used, rating.charge, rating.billed_units,
+                  used - st.used, iso(req.event_time or now), st.excess + excess, excess,
+                  req.termination_cause or "", plan)
+        t = Target(st.account, st.sid, st.rg, st.currency)
+        code, out = await self.scripts.debit(t, d, ms(now), self.expiry_ms(req), st.f.get("origin", ""))
+        if out is None or terminate:
+            self.states.forget(st.account, st.sid, st.rg)
+        elif code == "OK":
+            self.states.keep(SessionState(st.account, st.sid, st.rg, {
+                **st.f, "used": str(used), "chg": str(rating.charge), "hunits": str(out.granted_units),
+                "xs": str(st.excess + excess)}, sel))
+        return out
+
+    async def _orphan(self, req: ChargeRequest, st: SessionState | None, *, terminate: bool) -> Outcome | None:
+        """Charge usage of a session we do not hold open, once; answer UNKNOWN_SESSION."""
+        if st is not None:
+            dup = st.stored(req.request_number)
+            if dup is not None:
+                return dup
+            tariff = await self.tariffs.get(st.tariff, st.version)
+            sel: Selection | None = tariff.select(st.f["dest"], st.start, st.service)
+            t, ctx, expect = Target(st.account, st.sid, st.rg, st.currency), "", st.f.get("used", "0")
+            used0, chg0, xs0 = st.used, st.charged, st.excess
+        else:
+            found = await self._orphan_rating(req)
+            if isinstance(found, Outcome):
+                return found
+            t, tariff, sel, ctx = found
+            expect, used0, chg0, xs0 = "", 0, 0, 0
+        if sel is None:
+            return Outcome(Status.UNKNOWN_SESSION, account=t.account, reason="not rateable")
+        # the grant a session we no longer hold had is unknown: the largest one there can have been
+        c = self.cfg.charging
+        used, excess = settle(req, used0, xs0, c.max_grant_seconds, c.max_overuse_seconds)
+        rating = tariff.rate(sel, used)
+        if beyond_exact(rating.charge):
+            return self._refuse_beyond_exact(req, t.account, rating.charge)
+        self._overuse(req, t.account, excess, used)
+        now = datetime.now(UTC)
+        o = Orphan(req.request_number, expect, used, rating.charge, rating.billed_units, max(0, rating.charge - chg0),
+                   used - used0, iso(req.event_time or now), terminate, req.termination_cause or "", ctx,
+                   xs0 + excess, excess)
+        return (await self.scripts.orphan(t, o, ms(now)))[1]
+
+    async def _orphan_rating(self, req: ChargeRequest
+                             ) -> tuple[Target, CompiledTariff, Selection, str] | Outcome:
+        """Account, tariff, selection and context for usage of a session never seen."""
+        acct = await self.accounts.resolve(req.subscriber)
+        if acct is None:
+            return Outcome(Status.UNKNOWN_SESSION, reason="unknown session and subscriber")
+        try:
+            tariff = await self.tariffs.current(acct.tariff)
+        except TariffNotFound:
+            return Outcome(Status.UNKNOWN_SESSION, account=acct.id, reason="tariff missing")
+        end = req.event_time or datetime.now(UTC)
+        start = end - timedelta(seconds=req.used_units) if req.service is Service.VOICE else end
+        sel = tariff.select(req.destination or str(req.rating_group), start, req.service)
+        if sel is None:
+            return Outcome(Status.UNKNOWN_SESSION, account=acct.id, reason="destination not rated")
+        ctx = pack_context(context(req, acct, sel, start, self.cfg.node.name))
+        return Target(acct.id, req.session, req.rating_group, acct.currency), tariff, sel, ctx
