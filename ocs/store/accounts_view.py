@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from ocs.rating.engine import normalize_number
 from ocs.store.keys import Keys
-from ocs.store.outcomes import text
 from ocs.store.pipeline import AutoPipeline
+from ocs.store.replies import text
 
 _FIELDS = ("type", "st", "tariff", "cur", "pw", "bal", "rsv", "cl")
 

@@ -27,8 +27,3 @@ def decode_outcome(raw: str | bytes, *, duplicate: bool, account: str, currency:
         currency=currency,
     )
 
-
-# Until every caller imports them from ocs.store.replies (the reply decoders' own module).
-from ocs.store.replies import fields, text  # noqa: E402
-
-__all__ = ["decode_outcome", "fields", "text"]

@@ -25,8 +25,8 @@ from ocs.rating.engine import CompiledTariff
 from ocs.rating.tariff import Tariff
 from ocs.store import POSTGRES_DOWN
 from ocs.store.keys import Keys
-from ocs.store.outcomes import text
 from ocs.store.pipeline import AutoPipeline
+from ocs.store.replies import text
 
 CHECK_SECONDS = 2.0
 MAX_VERSIONS = 16  # default bound of compiled versions kept (config ``cache.tariff_versions``)
