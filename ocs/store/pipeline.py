@@ -47,6 +47,8 @@ class AutoPipeline:
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._scripts: dict[str, Script] = {}
+        self._reload: asyncio.Task[None] | None = None  # one SCRIPT LOAD round for every NOSCRIPT at once
+        self._resubmitted: set[asyncio.Future[Any]] = set()  # commands already retried after NOSCRIPT
 
     @property
     def is_raw(self) -> bool:
@@ -132,10 +134,14 @@ class AutoPipeline:
     def _settle_one(self, args: tuple[Any, ...], fut: asyncio.Future[Any], res: Any) -> None:
         if fut.done():
             return
-        if isinstance(res, NoScriptError):
+        if isinstance(res, NoScriptError) and fut not in self._resubmitted:
             task = asyncio.ensure_future(self._retry_noscript(args, fut))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            return
+        self._resubmitted.discard(fut)
+        if isinstance(res, NoScriptError):
+            fut.set_exception(res)
         elif isinstance(res, (RedisConnectionError, RedisTimeoutError)):
             fut.set_exception(StoreUnavailable(f"redis: {res}"))
         elif isinstance(res, BaseException):
@@ -144,13 +150,23 @@ class AutoPipeline:
             fut.set_result(res)
 
     async def _retry_noscript(self, args: tuple[Any, ...], fut: asyncio.Future[Any]) -> None:
+        """Redis forgot the scripts (restart, failover, SCRIPT FLUSH): load them once, resend once.
+
+        Every command that met NOSCRIPT waits for the same reload and goes out again through this
+        pipeline (the same connection, batched), and is not retried a second time.  Resending each
+        over its own redis-py connection opened one connection per in-flight command and filled the
+        client pool ("Too many connections") under load; found by the fuzz tier.
+        """
         try:
-            await self.load_scripts()
-            fut.set_result(await self.redis.execute_command(*args))  # type: ignore[no-untyped-call]
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            fut.set_exception(StoreUnavailable(f"redis: {exc}"))
+            if self._reload is None or self._reload.done():
+                self._reload = asyncio.ensure_future(self.load_scripts())
+            await asyncio.shield(self._reload)
+            again = self.submit(*args)
+            self._resubmitted.add(again)
+            fut.set_result(await again)
         except Exception as exc:
-            fut.set_exception(exc)
+            if not fut.done():
+                fut.set_exception(exc)
 
     async def drain(self) -> None:
         """Wait for batches in flight (shutdown), then close our own connection."""

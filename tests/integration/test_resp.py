@@ -16,6 +16,7 @@ from ocs.model import StoreUnavailable
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.resp import Endpoint, RespConnection, encode, endpoint_of
 from ocs.store.scripts import Script
+from tests.conftest import REDIS_URL
 from tests.support.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -66,6 +67,29 @@ async def test_noscript_reloads_and_retries(redis_client: aioredis.Redis, key_pr
         await rp.drain()
     assert res is not None  # answered (the script's own code), not NOSCRIPT
     assert (await redis_client.script_exists(s.sha))[0]
+
+
+async def test_noscript_under_load_reloads_once_and_resends_on_the_same_connection(
+        redis_client: aioredis.Redis, key_prefix: str) -> None:
+    """500 script calls in flight meet NOSCRIPT (SCRIPT FLUSH): one reload, every call answered, and no
+    redis-py connection per call (the old retry filled the client pool: found by the fuzz tier)."""
+    client = aioredis.Redis.from_url(REDIS_URL, max_connections=5)
+    rp = AutoPipeline(client, raw=True)
+    s = Script("bind")
+    rp.register(s)
+    await rp.load_scripts()
+    await rp.script(s, [f"{key_prefix}x", f"{key_prefix}y", f"{key_prefix}z", f"{key_prefix}o"], ["m1", "m2", "n", 1])
+    await redis_client.script_flush()
+    try:
+        results = await asyncio.gather(*(
+            rp.script(s, [f"{key_prefix}a{i}", f"{key_prefix}b{i}", f"{key_prefix}z", f"{key_prefix}o"],
+                      ["m1", "m2", "n", 1]) for i in range(500)), return_exceptions=True)
+    finally:
+        await rp.drain()
+        created = len(client.connection_pool._available_connections) + len(client.connection_pool._in_use_connections)
+        await client.aclose()
+    assert all(r == b"NOOLD" for r in results), {type(r).__name__ for r in results}
+    assert created <= 2  # the reload itself; the 500 resends went out on our own connection
 
 
 async def test_select_db_and_reconnect_after_loss(redis_client: aioredis.Redis, key_prefix: str) -> None:
