@@ -33,8 +33,8 @@ from typing import Any
 import redis
 
 from bench.common import format_table
-from tests.e2e.daemon import REDIS_URL, Daemon, free_port
 from tests.fuzz.campaign import Report, provision, run_campaign
+from tests.support.daemon import REDIS_URL, Daemon, free_port
 
 FULL, QUICK = 1_000_000, 20_000
 

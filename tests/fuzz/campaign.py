@@ -36,9 +36,9 @@ import redis
 from ocs.diameter import codec as dc
 from ocs.diameter import constants as c
 from ocs.store.keys import Keys
-from tests.e2e.daemon import Daemon
 from tests.fuzz import generators as g
 from tests.fuzz import wire as w
+from tests.support.daemon import Daemon
 
 PROBE_USER, PROBE_ALIAS, PROBE_PASSWORD = "probe", "4917000000001", "probe-secret"
 FUZZ_USER, FUZZ_ALIAS, FUZZ_PASSWORD = "fuzz", "4917000000002", "fuzz-secret"

@@ -1,4 +1,4 @@
-"""Fuzz-tier fixtures: the e2e ``Daemon`` (tests/e2e/daemon.py), provisioned for the campaign."""
+"""Fuzz-tier fixtures: the e2e ``Daemon`` (tests/support/daemon.py), provisioned for the campaign."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.daemon import Daemon, daemon, require_services
 from tests.fuzz.campaign import provision
+from tests.support.daemon import Daemon, daemon, require_services
 
 __all__ = ["daemon", "fuzz_daemon", "make_daemon"]
 

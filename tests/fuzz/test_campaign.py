@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.daemon import Daemon
 from tests.fuzz.campaign import run_campaign
+from tests.support.daemon import Daemon
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

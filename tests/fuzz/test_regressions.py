@@ -20,9 +20,9 @@ import pytest
 
 from ocs.diameter import codec as dc
 from ocs.diameter import constants as c
-from tests.e2e.daemon import Daemon
 from tests.fuzz import wire as w
 from tests.fuzz.campaign import REG_ALIAS, REG_PASSWORD, REG_USER, TARIFF, log_tail, pg
+from tests.support.daemon import Daemon
 
 pytestmark = pytest.mark.e2e
 
