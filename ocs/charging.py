@@ -51,6 +51,7 @@ class Charging:
         self.states = states
         self.scripts = scripts
         self.settlement = Settlement(cfg, metrics, accounts, tariffs, states, scripts)
+        self._settling: dict[str, asyncio.Task[int]] = {}  # origin -> its running terminate_origin
 
     async def start(self) -> None:
         await self.rp.load_scripts()
@@ -246,7 +247,18 @@ class Charging:
         return True
 
     async def terminate_origin(self, origin: str, cause: str) -> int:
-        """Settle every open session of one NAS/peer (Accounting-On/Off) at the usage charged so far."""
+        """Settle every open session of one NAS/peer (Accounting-On/Off) at the usage charged so far.
+
+        Concurrent requests for the same origin (a NAS repeating Accounting-On, a burst of them) share
+        one settlement run instead of each walking every session again.
+        """
+        running = self._settling.get(origin)
+        if running is None:
+            running = self._settling[origin] = asyncio.ensure_future(self._settle_origin(origin, cause))
+            running.add_done_callback(lambda _t: self._settling.pop(origin, None))
+        return await asyncio.shield(running)
+
+    async def _settle_origin(self, origin: str, cause: str) -> int:
         count = 0
         for account, sid, rg in await self.states.of_origin(origin):
             state = await self.states.load(account, sid, rg)

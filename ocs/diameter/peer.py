@@ -27,6 +27,9 @@ from ocs.model import StoreUnavailable
 log = structlog.get_logger("ocs.diameter")
 
 
+_COMMAND_NAMES = {c.CER: "cer", c.DWR: "dwr", c.DPR: "dpr", c.CCR: "ccr"}
+
+
 class State(enum.Enum):
     WAIT_CER = "wait_cer"
     OPEN = "open"
@@ -142,7 +145,9 @@ class Peer(asyncio.Protocol):
             self._start_ccr(msg)
 
     def _error(self, msg: Message, result: int, failed: bytes = b"", text: str = "") -> None:
-        self.server.metrics.requests.labels("diameter", str(msg.code), str(result)).inc()
+        # labelled by a fixed name: the command code comes from the wire (any of 2^24 values)
+        kind = _COMMAND_NAMES.get(msg.code, "other")
+        self.server.metrics.child(self.server.metrics.requests, "diameter", kind, str(result)).inc()
         self.send(gy.error_answer(msg, result, self.cfg.origin_host, self.cfg.origin_realm, failed=failed,
                                   text=text))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -155,6 +156,24 @@ async def test_bind_to_the_same_key_extends_the_hold(core: Charging, redis_clien
     member = "alice\x1fnas|call-9\x1f0"
     assert int(await redis_client.zscore(core.keys.expiry(core.scripts.shard("alice")), member)) == longer
     assert not await core.bind("nas|nothing", "nas|nothing", "alice", 3600)  # no hold: not bound
+
+
+async def test_a_burst_of_accounting_on_shares_one_settlement(core: Charging, redis_client: aioredis.Redis) -> None:
+    """Five Accounting-On of one NAS at once: one run over its sessions, every caller told its result."""
+    await provision(redis_client, core.keys, "alice", 10_000_000)
+    for sid in ("x1", "x2", "x3"):
+        await core.initiate(voice(sid, 0))
+    calls = []
+    real = core.settlement.charge
+
+    async def counting(req: ChargeRequest, cap: int, *, terminate: bool) -> Any:
+        calls.append(req.session)
+        return await real(req, cap, terminate=terminate)
+
+    core.settlement.charge = counting  # type: ignore[method-assign]
+    counts = await asyncio.gather(*(core.terminate_origin("nas1", "NAS-Reboot") for _ in range(5)))
+    assert counts == [3] * 5 and sorted(calls) == ["x1", "x2", "x3"]
+    assert (await account_state(redis_client, core.keys, "alice"))[1] == 0
 
 
 async def test_terminate_origin_settles_the_nas(core: Charging, redis_client: aioredis.Redis) -> None:
