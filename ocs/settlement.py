@@ -56,7 +56,8 @@ class Settlement:
 
     async def charge(self, req: ChargeRequest, plan_cap: int, *, terminate: bool) -> Outcome:
         for _ in range(MAX_RETRIES):
-            st = await self.states.find(await self.account_of(req), req.subscriber, req.session, req.rating_group)
+            st = self.states.cached(req.subscriber, req.session, req.rating_group) or \
+                await self.states.find(await self.account_of(req), req.subscriber, req.session, req.rating_group)
             if st is None or st.closed:
                 out = await self._orphan(req, st, terminate=terminate)
             else:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ocs.model import Outcome, Status
 from ocs.rating.engine import GrantPlan
@@ -63,7 +62,7 @@ def parse_member(raw: str) -> tuple[str, str, int]:
     return account, sid, int(rg)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built per request: slots, not frozen (a frozen init costs ~1 µs)
 class Target:
     """The session a script call is about: whose, which, and where its keys live."""
 
@@ -76,7 +75,7 @@ class Target:
         return member(self.account, self.sid, self.rg)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Debit:
     """What ``debit.lua`` writes for one report of usage (the core rated it)."""
 
@@ -93,7 +92,7 @@ class Debit:
     plan: GrantPlan | None = None  # None: terminate (release the rest, close, CDR)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Orphan:
     """What ``orphan.lua`` writes for usage of a session not held open."""
 
@@ -126,10 +125,6 @@ class ChargingScripts:
     def shard(self, account: str) -> int:
         return shard_of(account, self.keys.shards)
 
-    async def _call(self, script: Script, keys: list[str], args: list[Any]) -> tuple[str, bytes | str]:
-        code, out = await self.rp.script(script, keys, args)
-        return text(code), out
-
     async def reserve(self, t: Target, request_number: int, now_ms: int, expiry_ms: int, context: str,
                       plan: GrantPlan, origin: str) -> ScriptOutcome:
         """``reserve.lua``: open the session and hold its first grant; index it by origin and rating group."""
@@ -138,7 +133,8 @@ class ChargingScripts:
                 self.keys.totals(sh), self.keys.origin_in_shard(sh, origin), self.keys.groups(t.account, t.sid)]
         args = [now_ms, request_number, expiry_ms, self.validity, t.member(), context, plan_arg(plan),
                 self.refusal_ttl, "1" if origin else "0", t.rg, GROUPS_TTL]
-        code, out = await self._call(self.reserve_s, keys, args)
+        code, out = await self.rp.script(self.reserve_s, keys, args)
+        code = text(code)
         return code, self._outcome(code, out, t, {
             "EXISTS": Outcome(Status.INVALID, reason="session already open", account=t.account)})
 
@@ -150,7 +146,8 @@ class ChargingScripts:
         args = [now_ms, d.request_number, expiry_ms, self.validity, t.member(), f"s{sh:02d}", d.expect_used, d.used,
                 d.charged, d.billed, "update" if d.plan is not None else "terminate", d.cause, d.event_time,
                 d.units_now, self.ttl, plan_arg(d.plan), d.excess_total, d.excess]
-        code, out = await self._call(self.debit_s, keys, args)
+        code, out = await self.rp.script(self.debit_s, keys, args)
+        code = text(code)
         return code, self._outcome(code, out, t, {})
 
     async def orphan(self, t: Target, o: Orphan, now_ms: int) -> ScriptOutcome:
@@ -161,7 +158,8 @@ class ChargingScripts:
         args = [now_ms, o.request_number, f"s{sh:02d}", o.expect_used, o.used, o.charged, o.billed, o.amount,
                 o.units_now, o.event_time, self.ttl, "1" if o.terminate else "0", o.cause, o.context,
                 o.excess_total, o.excess]
-        code, out = await self._call(self.orphan_s, keys, args)
+        code, out = await self.rp.script(self.orphan_s, keys, args)
+        code = text(code)
         return code, self._outcome(code, out, t, {})
 
     async def event(self, t: Target, request_number: int, amount: int, units: int, event_time: str,
@@ -172,7 +170,8 @@ class ChargingScripts:
                 self.keys.seq(sh)]
         args = [request_number, f"s{sh:02d}", amount, units, event_time, self.ttl,
                 "refund" if refund else "event", "0" if refund else "1", context]
-        code, out = await self._call(self.event_s, keys, args)
+        code, out = await self.rp.script(self.event_s, keys, args)
+        code = text(code)
         return code, self._outcome(code, out, t, {
             "NOCREDIT": Outcome(Status.OUT_OF_CREDIT, reason="no credit", account=t.account, currency=t.currency)})
 

@@ -144,6 +144,11 @@ class SessionStates:
         raw = await self.rp.call("HGETALL", self.keys.session(account, sid, rg))
         return SessionState(account, sid, rg, fields(raw)) if raw else None
 
+    def cached(self, subscriber: str, sid: str, rg: int) -> SessionState | None:
+        """The state this node last wrote for the subscriber's session, without a round trip (hot path)."""
+        account = self._owner.get((subscriber, sid))
+        return self._states.get((account, sid, rg)) if account is not None else None
+
     async def find(self, account: str | None, subscriber: str, sid: str, rg: int) -> SessionState | None:
         """The session of ``account`` (when the caller knows it), else through the session-id index.
 
