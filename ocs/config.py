@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_PATH = "config/ocs.toml"
+RADIUS_VENDORS = ("", "cisco")
 
 
 class ConfigError(Exception):
@@ -59,6 +60,7 @@ class RadiusClient:
     address: str = "127.0.0.1/32"
     secret: str = "testing123"
     name: str = "local"
+    vendor: str = ""  # "" or "cisco": Cisco voice gateways get h323-credit-time / h323-return-code
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,10 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"radius.clients[{i}].address: not an address or CIDR: {c.address!r}") from None
         if not c.secret:
             raise ConfigError(f"radius.clients[{i}].secret: must not be empty")
+        if c.vendor not in RADIUS_VENDORS:
+            raise ConfigError(f"radius.clients[{i}].vendor: must be one of {', '.join(map(repr, RADIUS_VENDORS))},"
+                              f" got {c.vendor!r}")
+
     for key, addr in (
         ("radius.auth_listen", cfg.radius.auth_listen),
         ("radius.acct_listen", cfg.radius.acct_listen),

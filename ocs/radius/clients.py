@@ -16,6 +16,7 @@ class Client:
     network: ipaddress.IPv4Network | ipaddress.IPv6Network
     rate: float
     tokens: float = 0.0
+    vendor: str = ""
     stamp: float = field(default_factory=time.monotonic)
 
     def allow_reply(self) -> bool:
@@ -37,7 +38,7 @@ class ClientTable:
         self.nets: list[Client] = []
         for c in clients:
             net = ipaddress.ip_network(c.address, strict=False)
-            client = Client(c.name, c.secret.encode(), net, float(rate), float(rate))
+            client = Client(c.name, c.secret.encode(), net, float(rate), float(rate), vendor=c.vendor)
             if net.num_addresses == 1:
                 self.exact[str(net.network_address)] = client
             else:

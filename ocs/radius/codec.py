@@ -25,7 +25,7 @@ ACCESS_REQUEST, ACCESS_ACCEPT, ACCESS_REJECT = 1, 2, 3
 ACCOUNTING_REQUEST, ACCOUNTING_RESPONSE = 4, 5
 
 USER_NAME, USER_PASSWORD, CHAP_PASSWORD, NAS_IP_ADDRESS = 1, 2, 3, 4
-REPLY_MESSAGE, SESSION_TIMEOUT = 18, 27
+REPLY_MESSAGE, VENDOR_SPECIFIC, SESSION_TIMEOUT = 18, 26, 27
 CALLED_STATION_ID, CALLING_STATION_ID, NAS_IDENTIFIER = 30, 31, 32
 ACCT_STATUS_TYPE, ACCT_DELAY_TIME, ACCT_SESSION_ID, ACCT_SESSION_TIME = 40, 41, 44, 46
 ACCT_TERMINATE_CAUSE, CHAP_CHALLENGE, MESSAGE_AUTHENTICATOR, ACCT_INTERIM_INTERVAL = 49, 60, 80, 85
@@ -169,6 +169,11 @@ def attribute(kind: int, value: bytes) -> bytes:
 
 def integer_attribute(kind: int, value: int) -> bytes:
     return attribute(kind, struct.pack("!I", value))
+
+
+def vendor_attribute(vendor: int, kind: int, value: bytes) -> bytes:
+    """A Vendor-Specific attribute (RFC 2865 section 5.26) holding one vendor sub-attribute."""
+    return attribute(VENDOR_SPECIFIC, struct.pack("!I", vendor) + bytes((kind, len(value) + 2)) + value)
 
 
 def reply(request: Packet, code: int, secret: bytes, attributes: list[bytes]) -> bytes:

@@ -56,6 +56,19 @@ REJECT_REASON = {
     Status.ERROR: "internal error",
 }
 
+# Cisco voice gateways (radius/dictionary.cisco, vendor 9) do not enforce Session-Timeout; they read
+# h323-credit-time and h323-return-code, each valued "name=value" by Cisco's AV-pair convention.
+CISCO = 9
+H323_CREDIT_TIME, H323_RETURN_CODE = 102, 103
+CISCO_RETURN_CODE = {  # h323-return-code of an Access-Reject, by why (Cisco's IVR codes)
+    Status.UNKNOWN_SUBSCRIBER: 1,  # invalid account number
+    Status.BAD_CREDENTIALS: 2,  # invalid password
+    Status.OUT_OF_CREDIT: 4,  # zero balance
+    Status.BLOCKED: 4,
+    Status.NOT_RATED: 9,  # destination blocked
+}
+CISCO_OTHER_REFUSAL = 8  # service not available
+
 TERMINATE_CAUSES = {
     1: "User-Request", 2: "Lost-Carrier", 3: "Lost-Service", 4: "Idle-Timeout", 5: "Session-Timeout",
     6: "Admin-Reset", 7: "Admin-Reboot", 8: "Port-Error", 9: "NAS-Error", 10: "NAS-Request",

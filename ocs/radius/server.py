@@ -39,6 +39,12 @@ def load_dictionary(cfg: Config) -> Any:
     return Dictionary(cfg.radius.dictionary, *cfg.radius.extra_dictionaries)
 
 
+def _cisco(credit_time: str, return_code: int) -> list[bytes]:
+    """h323-credit-time (when given) and h323-return-code for a Cisco voice gateway (docs/radius.md)."""
+    out = [codec.vendor_attribute(m.CISCO, m.H323_CREDIT_TIME, credit_time.encode())] if credit_time else []
+    return [*out, codec.vendor_attribute(m.CISCO, m.H323_RETURN_CODE, f"h323-return-code={return_code}".encode())]
+
+
 class _Endpoint(asyncio.DatagramProtocol):
     def __init__(self, server: RadiusServer, kind: str) -> None:
         self.server = server
@@ -228,11 +234,15 @@ class RadiusServer:
             interim = self.cfg.radius.acct_interim_interval
             if interim:
                 attrs.append(codec.integer_attribute(codec.ACCT_INTERIM_INTERVAL, interim))
+            if client.vendor == "cisco":
+                attrs += _cisco(f"h323-credit-time={out.granted_units}", 0)
             reply = codec.reply(pkt, codec.ACCESS_ACCEPT, client.secret, attrs)
         else:
             reason = m.REJECT_REASON.get(out.status, out.reason or "rejected")
-            reply = codec.reply(pkt, codec.ACCESS_REJECT, client.secret,
-                                [codec.attribute(codec.REPLY_MESSAGE, reason.encode())])
+            attrs = [codec.attribute(codec.REPLY_MESSAGE, reason.encode())]
+            if client.vendor == "cisco":
+                attrs += _cisco("", m.CISCO_RETURN_CODE.get(out.status, m.CISCO_OTHER_REFUSAL))
+            reply = codec.reply(pkt, codec.ACCESS_REJECT, client.secret, attrs)
         self._count("access", out)
         log.info("access", session=session, account=out.account, peer=client.name, outcome=out.status.value,
                  granted=out.granted_units, duplicate=out.duplicate)

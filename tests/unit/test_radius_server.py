@@ -178,3 +178,37 @@ async def test_store_failure_drops_so_the_nas_retransmits() -> None:
     await _deliver(server, eps["auth"], raw)
     assert _sent(eps["auth"]) == [] and _dropped(m, "store_unavailable") == 1
     assert server.cache.get((NAS[0], NAS[1], raw[0], raw[1], raw[4:20])) is None  # the retransmission is handled
+
+
+async def test_cisco_gateways_get_h323_credit_time_and_return_codes() -> None:
+    """IOS voice gateways do not enforce Session-Timeout: they read the h323 VSAs (radius/dictionary.cisco)."""
+    from ocs.config import RadiusClient
+
+    core = FakeCore(outcome=Outcome(Status.GRANTED, granted_units=754))
+    server, eps, _m = _server(core, clients=(RadiusClient(vendor="cisco"),))
+    req = access("alice")
+    await _deliver(server, eps["auth"], req.RequestPacket())
+    reply = rp.Packet(packet=_sent(eps["auth"])[0], dict=DICT, secret=SECRET)
+    assert reply.code == rp.AccessAccept and reply["Session-Timeout"] == [754]
+    assert reply["h323-credit-time"] == ["h323-credit-time=754"]
+    assert reply["h323-return-code"] == ["h323-return-code=0"]
+    for status, code in ((Status.UNKNOWN_SUBSCRIBER, 1), (Status.OUT_OF_CREDIT, 4), (Status.BLOCKED, 4),
+                         (Status.NOT_RATED, 9)):
+        core.outcome = Outcome(status)
+        await _deliver(server, eps["auth"], access("alice").RequestPacket())
+        reject = rp.Packet(packet=_sent(eps["auth"])[-1], dict=DICT, secret=SECRET)
+        assert reject.code == rp.AccessReject and reject["h323-return-code"] == [f"h323-return-code={code}"]
+        assert "h323-credit-time" not in reject
+
+
+async def test_other_clients_get_no_vendor_attributes() -> None:
+    server, eps, _m = _server(FakeCore())
+    await _deliver(server, eps["auth"], access("alice").RequestPacket())
+    reply = rp.Packet(packet=_sent(eps["auth"])[0], dict=DICT, secret=SECRET)
+    assert "h323-credit-time" not in reply and "h323-return-code" not in reply
+
+
+def test_an_unknown_vendor_is_refused_with_the_key_named() -> None:
+    with pytest.raises(config.ConfigError, match=r"radius\.clients\[0\]\.vendor"):
+        config.from_mapping({"radius": {"clients": [{"address": "10.0.0.1", "secret": "s", "vendor": "nokia"}]}},
+                            env={})
