@@ -89,6 +89,28 @@ def build_core(cfg: config.Config, redis: Redis, metrics: Metrics, source: Tarif
     )
 
 
+CLOSE_SECONDS = 2.0
+
+
+async def _bounded(what: str, closing: Awaitable[Any]) -> None:
+    """One step of the shutdown, bounded: SIGTERM must end the process within 10 s whatever hangs."""
+    try:
+        await asyncio.wait_for(closing, CLOSE_SECONDS)
+    except TimeoutError:
+        log.error("close_timed_out", what=what, seconds=CLOSE_SECONDS)
+    except Exception as exc:
+        log.warning("close_failed", what=what, error=repr(exc))
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    """asyncpg's close() waits for every connection to be released; past the bound, terminate."""
+    try:
+        await asyncio.wait_for(pool.close(), CLOSE_SECONDS)
+    except Exception as exc:  # TimeoutError included
+        log.error("postgres_pool_terminated", error=repr(exc))
+        pool.terminate()
+
+
 class StartupError(Exception):
     """A dependency is missing or misconfigured at start-up (exit 1, one line)."""
 
@@ -191,13 +213,13 @@ class Daemon:
     async def _start_stores(self, stack: contextlib.AsyncExitStack) -> None:
         cfg = self.cfg
         self.redis = _redis_client(cfg)
-        stack.push_async_callback(self.redis.aclose)
+        stack.push_async_callback(_bounded, "redis", self.redis.aclose())
         try:
             await self.redis.ping()
         except Exception as exc:
             raise StartupError(f"redis: cannot connect to {cfg.redis.url}: {exc}") from None
         self.pool = await _open_pool(cfg)
-        stack.push_async_callback(self.pool.close)
+        stack.push_async_callback(_close_pool, self.pool)
         await self._check_schema(starting=True)
 
     async def _start_core(self, stack: contextlib.AsyncExitStack) -> None:
@@ -209,7 +231,7 @@ class Daemon:
             await self.core.start()
         except (NoSnapshot, *POSTGRES_DOWN) as exc:
             raise StartupError(f"postgres: unreachable and no tariff snapshot in Redis to charge from: {exc}") from None
-        stack.push_async_callback(self.core.close)
+        stack.push_async_callback(_bounded, "core", self.core.close())
 
     def _start_tasks(self) -> None:
         from ocs.store.flush import Flusher
@@ -329,8 +351,14 @@ class Daemon:
             self.diameter.stop(timeout=min(3.0, left())),
             return_exceptions=True,
         )
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.flusher.flush_all(), timeout=left())
+        # asyncio.wait, not wait_for: wait_for waits for the cancelled flush to unwind, unbounded
+        flush = asyncio.ensure_future(self.flusher.flush_all())
+        await asyncio.wait({flush}, timeout=left())
+        if not flush.done():
+            flush.cancel()
+            log.warning("final_flush_cut_short", records_left_in="redis stream (flushed at the next start)")
+        elif not flush.cancelled() and flush.exception() is not None:
+            log.warning("final_flush_failed", error=repr(flush.exception()))
         await self.http.stop()
         await self.supervisor.cancel_all()
 

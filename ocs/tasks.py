@@ -68,7 +68,13 @@ class Supervisor:
         log.error("task_failed_fatal", task=task.get_name(), error=reason)
         self.on_fatal(f"task {task.get_name()} failed: {reason}")
 
-    async def cancel_all(self) -> None:
-        for task in list(self.tasks):
+    async def cancel_all(self, timeout: float = 2.0) -> None:
+        """Cancel every task and wait for them, bounded: a task that does not end is named in the log."""
+        tasks = list(self.tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if not tasks:
+            return
+        _done, stuck = await asyncio.wait(tasks, timeout=timeout)
+        if stuck:
+            log.error("tasks_not_cancelled", tasks=sorted(t.get_name() for t in stuck), timeout=timeout)

@@ -58,3 +58,28 @@ async def test_daemon_exit_code_is_non_zero_after_a_fatal_failure() -> None:
     assert d.exit_code == 0
     d._fatal("task x failed: boom")
     assert d.exit_code == 1 and d.stop_event.is_set()
+
+
+async def test_cancel_all_is_bounded_even_when_a_task_ignores_cancellation() -> None:
+    """SIGTERM must end ocsd within 10 s: a task that swallows its cancellation cannot hold the drain."""
+    import time
+
+    sup = Supervisor(Metrics(), lambda _r: None)
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # the bug this guards against: a loop that eats CancelledError
+
+    sup.spawn(stubborn, "stubborn", restart=False)
+    await asyncio.sleep(0)
+    t0 = time.monotonic()
+    await sup.cancel_all(timeout=0.2)
+    assert time.monotonic() - t0 < 1.0
+    release.set()
+    for task in list(sup.tasks):
+        task.cancel()
+        await asyncio.wait({task}, timeout=1)
