@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import itertools
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -85,7 +84,7 @@ def build_core(cfg: config.Config, redis: Redis, metrics: Metrics, source: Tarif
         tariffs=TariffCache(source, rp, keys, cfg.cache.tariff_versions),
         states=SessionStates(rp, keys, cfg.cache.sessions),
         scripts=ChargingScripts(rp, keys, validity=c.validity_seconds,
-                                ttl=max(3600, c.validity_seconds + c.grace_seconds), refusal_ttl=REFUSAL_TTL),
+                                ttl=c.tombstone_seconds, refusal_ttl=REFUSAL_TTL),
     )
 
 
@@ -285,9 +284,7 @@ class Daemon:
 
     async def _postgres_watch(self) -> None:
         """Until PostgreSQL answers with a migrated schema (started degraded), then done."""
-        for _ in itertools.count():
-            if await self._check_schema():
-                return
+        while not await self._check_schema():  # noqa: ASYNC110 - polling PostgreSQL, there is no event to wait on
             await asyncio.sleep(2)
 
     def _checks(self) -> dict[str, Callable[[], Awaitable[None]]]:

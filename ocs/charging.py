@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from ocs.config import Config
 from ocs.metrics import Metrics
@@ -148,7 +148,8 @@ class Charging:
         t = Target(acct.id, req.session, req.rating_group, acct.currency)
         ctx = context(req, acct, sel, sel.start, self.cfg.node.name)
         code, out = await self.scripts.reserve(t, req.request_number, ms(datetime.now(UTC)),
-                                               self.settlement.expiry_ms(req), pack_context(ctx), plan, req.origin)
+                                               self.settlement.expiry_ms(req.hold_seconds), pack_context(ctx), plan,
+                                               req.origin)
         if code == "OK" and out is not None:
             self.states.remember(req.subscriber, req.session, acct.id)
             self.states.keep(SessionState(acct.id, req.session, req.rating_group,
@@ -180,12 +181,11 @@ class Charging:
         """
         t0 = time.perf_counter()
         try:
-            account = await self.settlement.account_of(req)
-            zero = await self.states.find(account, req.subscriber, req.session, 0)
-            account = account or (zero.account if zero is not None else None)
+            account = await self.settlement.account_of(req) or await self.states.indexed(req.session)
             groups = await self.states.groups(account, req.session) if account else []
             if not groups:
                 return await self._charge(req, terminate=True)
+            zero = await self.states.find(account, req.subscriber, req.session, 0)
             if zero is not None and not zero.closed:
                 groups = [0, *groups]  # rating group 0 opened too (an MSCC without Rating-Group)
             outs = await asyncio.gather(*(
@@ -236,8 +236,7 @@ class Charging:
         acct = await self.accounts.resolve(subscriber)
         if acct is None:
             return False
-        c = self.cfg.charging
-        expiry = ms(datetime.now(UTC) + timedelta(seconds=hold_seconds or c.validity_seconds + c.grace_seconds))
+        expiry = self.settlement.expiry_ms(hold_seconds)
         if not await self.scripts.bind(acct.id, old_session, new_session, expiry, origin):
             return False
         if old_session != new_session:

@@ -91,6 +91,16 @@ class ChargingConfig:
     reaper_interval_seconds: int = 5
     shards: int = 16
 
+    @property
+    def hold_seconds(self) -> int:
+        """How long a silent session's hold lives: validity + grace (Tcc, RFC 4006 section 5.5)."""
+        return self.validity_seconds + self.grace_seconds
+
+    @property
+    def tombstone_seconds(self) -> int:
+        """How long a closed session stays to answer retransmissions and late reports (at least 1 h)."""
+        return max(3600, self.hold_seconds)
+
 
 @dataclass(frozen=True)
 class RedisConfig:

@@ -42,9 +42,9 @@ class Settlement:
         self.states = states
         self.scripts = scripts
 
-    def expiry_ms(self, req: ChargeRequest) -> int:
-        c = self.cfg.charging
-        return ms(datetime.now(UTC) + timedelta(seconds=req.hold_seconds or c.validity_seconds + c.grace_seconds))
+    def expiry_ms(self, hold_seconds: int | None) -> int:
+        """When a hold expires: ``hold_seconds`` from now (RADIUS), else validity + grace."""
+        return ms(datetime.now(UTC) + timedelta(seconds=hold_seconds or self.cfg.charging.hold_seconds))
 
     async def account_of(self, req: ChargeRequest) -> str | None:
         """Whose session: this node's memory, else the request's subscriber (None: the session index)."""
@@ -101,7 +101,7 @@ class Settlement:
                   used - st.used, iso(req.event_time or now), st.excess + excess, excess,
                   req.termination_cause or "", plan)
         t = Target(st.account, st.sid, st.rg, st.currency)
-        code, out = await self.scripts.debit(t, d, ms(now), self.expiry_ms(req), st.f.get("origin", ""))
+        code, out = await self.scripts.debit(t, d, ms(now), self.expiry_ms(req.hold_seconds), st.f.get("origin", ""))
         if out is None or terminate:
             self.states.forget(st.account, st.sid, st.rg)
         elif code == "OK":

@@ -6,11 +6,12 @@ verb that charges usage (``ocs.charging``).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ocs.model import ChargeRequest, Outcome, Service, Status
 from ocs.rating.engine import Selection
 from ocs.store.accounts_view import Account
+from ocs.store.session_state import iso
 
 MAX_EXACT = 2**53 - 1  # largest charge (micro-units) the scripts' Lua numbers hold exactly
 
@@ -35,10 +36,6 @@ def beyond_exact(charge: int) -> bool:
 
 
 BEYOND_EXACT = Outcome(Status.ERROR, reason="reported usage beyond any plausible charge")
-
-
-def iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat()
 
 
 def context(req: ChargeRequest, acct: Account, sel: Selection, start: datetime, node: str,

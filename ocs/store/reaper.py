@@ -37,7 +37,7 @@ class Reaper:
         self.rp = rp or AutoPipeline(redis)
         self.script = Script("reap")
         self.rp.register(self.script)
-        self.ttl = max(3600, cfg.charging.validity_seconds + cfg.charging.grace_seconds)
+        self.ttl = cfg.charging.tombstone_seconds
 
     async def run(self) -> None:
         interval = max(1, self.cfg.charging.reaper_interval_seconds)

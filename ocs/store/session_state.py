@@ -156,7 +156,7 @@ class SessionStates:
         are globally unique, RFC 6733 section 8.8) is found through the index.
         """
         if account is None:
-            account = text(await self.rp.call("GET", self.keys.session_index(sid))) or None
+            account = await self.indexed(sid)
         if account is None:
             return None
         cached = self._states.get((account, sid, rg))
@@ -166,6 +166,10 @@ class SessionStates:
         if state is not None:
             self.remember(subscriber, sid, account)
         return state
+
+    async def indexed(self, sid: str) -> str | None:
+        """The account the session-id index names for ``sid`` (None: not indexed)."""
+        return text(await self.rp.call("GET", self.keys.session_index(sid))) or None
 
     async def groups(self, account: str, session: str) -> list[int]:
         """The rating groups other than 0 that ``session`` opened, ascending (the pre-0.3 set too)."""
