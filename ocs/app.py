@@ -253,11 +253,13 @@ class Daemon:
         from ocs.radius.server import RadiusServer
 
         self.diameter = DiameterServer(self.cfg, self.core, self.metrics)
-        await self.diameter.start()
         self.radius = RadiusServer(self.cfg, self.core, self.metrics)
-        await self.radius.start()
         self.http = HttpServer(self.cfg.http.listen, self.metrics, self._checks())
-        await self.http.start()
+        for name, front in (("diameter", self.diameter), ("radius", self.radius), ("http", self.http)):
+            try:
+                await front.start()
+            except OSError as exc:  # a port taken, an address not ours: one line, exit 1
+                raise StartupError(f"{name}: cannot listen: {exc}") from None
 
     async def _check_schema(self, *, starting: bool = False) -> bool:
         """True once PostgreSQL answered with a migrated schema.

@@ -91,3 +91,24 @@ def test_unmigrated_database_refuses_to_start(tmp_path: Path) -> None:
         assert "ocsctl db migrate" in res.stderr
     finally:
         d.cleanup()
+
+
+def test_a_taken_port_is_one_line_exit_1(tmp_path: Path) -> None:
+    """A listener that cannot bind (another process has the port) is a start-up error, not a traceback."""
+    import socket
+
+    require_services()
+    d = Daemon(tmp_path)
+    d.write_config()
+    d.create_database()
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", d.ports["acct"]))
+    try:
+        res = subprocess.run([str(BIN / "ocsd"), "--config", str(d.config_path)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=30, env=d.env())
+        assert res.returncode == 1
+        assert res.stderr.strip().splitlines()[-1].startswith("ocsd: radius: cannot listen:")  # after the JSON log
+        assert "Traceback" not in res.stderr
+    finally:
+        taken.close()
+        d.cleanup()

@@ -102,7 +102,10 @@ class Daemon:
 
     def write_config(self) -> None:
         for key in ("diameter", "auth", "acct", "http"):
-            self.ports.setdefault(key, free_port())
+            port = self.ports.get(key) or free_port()
+            while port in {p for k, p in self.ports.items() if k != key}:  # a freed port can come back at once
+                port = free_port()
+            self.ports[key] = port
         self.config_path.write_text(
             f"""
 [node]
