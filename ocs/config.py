@@ -61,6 +61,8 @@ class RadiusClient:
     secret: str = "testing123"
     name: str = "local"
     vendor: str = ""  # "" or "cisco": Cisco voice gateways get h323-credit-time / h323-return-code
+    coa: bool = False  # the NAS takes Disconnect-Request / CoA-Request (RFC 5176) from ocsd
+    coa_port: int = 3799  # where it listens for them (RFC 5176 section 3.4's port)
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"radius.clients[{i}].address: not an address or CIDR: {c.address!r}") from None
         if not c.secret:
             raise ConfigError(f"radius.clients[{i}].secret: must not be empty")
+        if not 0 < c.coa_port < 65536:
+            raise ConfigError(f"radius.clients[{i}].coa_port: must be a UDP port (1-65535), got {c.coa_port}")
         if c.vendor not in RADIUS_VENDORS:
             raise ConfigError(f"radius.clients[{i}].vendor: must be one of {', '.join(map(repr, RADIUS_VENDORS))},"
                               f" got {c.vendor!r}")

@@ -66,6 +66,7 @@ class Metrics:
         self._session_metrics(self.registry)
         self._usage_metrics(self.registry)
         self._health_metrics(self.registry)
+        self._control_metrics(self.registry)
 
     def _request_metrics(self, r: CollectorRegistry) -> None:
         """Requests answered, their latency, and what was dropped or replayed."""
@@ -179,6 +180,39 @@ class Metrics:
             "1 while the node runs degraded for a reason (postgres_down, schema_unchecked, ...).",
             ["reason"],
             registry=r,
+        )
+
+    def _control_metrics(self, r: CollectorRegistry) -> None:
+        """Server-initiated requests (docs/control.md) and alerts (docs/alerts.md)."""
+        self.control_requests = Counter(
+            "ocs_control_requests_total",
+            "Server-initiated requests by protocol, kind (asr, rar, disconnect, coa) and result"
+            " (acked, unknown_session, refused, no_answer, peer_gone, not_enabled, bad_answer).",
+            ["protocol", "kind", "result"],
+            registry=r,
+        )
+        self.control_retries = Counter(
+            "ocs_control_retries_total",
+            "Server-initiated requests sent again after no answer, by protocol and kind.",
+            ["protocol", "kind"],
+            registry=r,
+        )
+        self.coa_naks = Counter(
+            "ocs_radius_coa_nak_total",
+            "Disconnect-NAK and CoA-NAK received, by kind and Error-Cause (RFC 5176 3.5; 'other' beyond the"
+            " registered values).",
+            ["kind", "error_cause"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "ocs_alerts_total",
+            "Alerts by event (low_balance, credit_limit, long_call, expensive_call, rate_change), channel"
+            " (email, webhook) and result (queued, delivered, retry, failed).",
+            ["event", "channel", "result"],
+            registry=r,
+        )
+        self.alert_outbox = Gauge(
+            "ocs_alert_outbox_pending", "Alert deliveries waiting in the PostgreSQL outbox.", registry=r
         )
 
     def child(self, family: F, *labels: str) -> F:

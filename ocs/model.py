@@ -87,6 +87,7 @@ class ChargeRequest:
     termination_cause: str = ""  # for the CDR on terminate
     password_check: Callable[[str], bool] | None = None  # given the stored secret: does the credential match?
     hold_seconds: int | None = None  # keep the hold this long without news (default validity + grace)
+    reach: str = ""  # how the front end reaches the session's client later (RADIUS: NAS address, user), kept as is
 
 
 @dataclass(frozen=True)

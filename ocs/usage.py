@@ -46,4 +46,5 @@ def context(req: ChargeRequest, acct: Account, sel: Selection, start: datetime, 
         "svc": req.service.value, "cur": acct.currency, "node": node, "origin": req.origin,
         "calling": req.calling, "dest": sel.number, "prefix": sel.prefix, "dname": sel.destination,
         "t0": iso(start), "tariff": sel.tariff, "tver": str(sel.version), **extra,
+        **({"reach": req.reach} if req.reach else {}),
     }
