@@ -31,6 +31,9 @@ from ocs.usage import context
 # Request numbers of the settlements terminate_origin makes: above every number a front end
 # uses (Diameter: Unsigned32; RADIUS: below 2^35, radius/mapping.py), below 2^53 (exact in Lua).
 SETTLE_BASE = 2**40
+# Request numbers of re-authorizations (reauthorize): this base + epoch ms, unique per moment,
+# above SETTLE_BASE + any last request number, below 2^53.
+REAUTH_BASE = 2**42
 
 
 def _now(req: ChargeRequest) -> datetime:
@@ -244,6 +247,26 @@ class Charging:
             self.states.remember(subscriber or acct.id, new_session, acct.id)
             await self.states.index(new_session, acct.id)
         return True
+
+    async def reauthorize(self, account: str, sid: str, rg: int, hold_seconds: int | None = None) -> Outcome:
+        """A new grant for an open session at the usage charged so far (after a top-up).
+
+        RADIUS has no request a NAS sends to be re-authorized: ocsd reserves what the balance now
+        pays for itself and tells the NAS the new Session-Timeout in a CoA-Request (RFC 5176).  The
+        same debit step as an Interim-Update reporting no new usage: nothing is charged, the old
+        hold is released and the larger one held.
+        """
+        state = await self.states.load(account, sid, rg)
+        if state is None or state.closed:
+            return Outcome(Status.UNKNOWN_SESSION, account=account, reason="session not open")
+        voice = state.service is Service.VOICE
+        req = ChargeRequest(subscriber=account, session=sid, rating_group=rg,
+                            request_number=REAUTH_BASE + ms(datetime.now(UTC)), service=state.service,
+                            used_units=state.used, used_is_total=True,
+                            requested_units=self.cfg.charging.max_grant_seconds if voice else None,
+                            protocol=state.f.get("proto", ""), origin=state.f.get("origin", ""),
+                            hold_seconds=hold_seconds)
+        return await self._charge(req, terminate=False)
 
     async def terminate_origin(self, origin: str, cause: str) -> int:
         """Settle every open session of one NAS/peer (Accounting-On/Off) at the usage charged so far.

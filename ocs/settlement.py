@@ -14,6 +14,7 @@ a session not held open (unknown, closed, reaped) is charged once as an orphan.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -41,6 +42,9 @@ class Settlement:
         self.tariffs = tariffs
         self.states = states
         self.scripts = scripts
+        # called (synchronously; it must only queue work) when a debit takes a postpaid account to or
+        # past its credit limit: control ends the account's sessions (spec section 9, docs/control.md)
+        self.on_credit_limit: Callable[[str], None] | None = None
 
     def expiry_ms(self, hold_seconds: int | None) -> int:
         """When a hold expires: ``hold_seconds`` from now (RADIUS), else validity + grace."""
@@ -102,6 +106,8 @@ class Settlement:
                   req.termination_cause or "", plan)
         t = Target(st.account, st.sid, st.rg, st.currency)
         code, out = await self.scripts.debit(t, d, ms(now), self.expiry_ms(req.hold_seconds), st.f.get("origin", ""))
+        if code == "OK" and out is not None and (out.balance or 0) < 0 and self.on_credit_limit is not None:
+            await self._watch_credit_limit(st.account, out)
         if out is None or terminate:
             self.states.forget(st.account, st.sid, st.rg)
         elif code == "OK":
@@ -109,6 +115,20 @@ class Settlement:
                 **st.f, "used": str(used), "chg": str(rating.charge), "hunits": str(out.granted_units),
                 "xs": str(st.excess + excess)}, sel))
         return out
+
+    async def _watch_credit_limit(self, account: str, out: Outcome) -> None:
+        """Did this debit take a postpaid account to its credit limit (balance <= -limit), from above?
+
+        Derived from what debit.lua returned (the balance after, the amount): no extra round trip;
+        only debits that leave a balance below zero get here, and the account comes from the view's
+        cache.  A retransmission answers DUP (its stored outcome), so one crossing is seen once.
+        """
+        acct = await self.accounts.resolve(account)
+        if acct is None or acct.type != "postpaid":
+            return
+        floor, after = -acct.credit_limit, out.balance or 0
+        if after <= floor < after + out.charged and self.on_credit_limit is not None:
+            self.on_credit_limit(account)
 
     async def _orphan(self, req: ChargeRequest, st: SessionState | None, *, terminate: bool) -> Outcome | None:
         """Charge usage of a session we do not hold open, once; answer UNKNOWN_SESSION."""

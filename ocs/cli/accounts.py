@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import uuid
 from typing import Any
 
@@ -11,7 +12,9 @@ import asyncpg
 
 from ocs import money
 from ocs.cli.context import Context, Refused, add_json, emit
+from ocs.control.dispatch import Dispatched, Dispatcher
 from ocs.store import accounts_db, provision
+from ocs.store.control_bus import ControlBus
 
 KINDS = ("msisdn", "imsi", "sip", "nai", "pin", "other")
 
@@ -147,19 +150,35 @@ async def show_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     return await _show(ctx, args.id)
 
 
-async def _set_status(ctx: Context, account_id: str, status: str) -> dict[str, Any]:
+async def _set_status(ctx: Context, account_id: str, status: str) -> None:
     await _row(ctx, account_id)
     await accounts_db.set_status(await ctx.pg(), account_id, status)
     await _sync(ctx, account_id)
-    return await _show(ctx, account_id, f"account {account_id} {status}")
+
+
+async def _control(ctx: Context) -> Dispatcher:
+    return Dispatcher(ControlBus(await ctx.redis(), ctx.keys))
+
+
+def _dispatched(done: Dispatched, what: str) -> dict[str, Any]:
+    """What the network was asked (docs/control.md); printed after the account."""
+    if done.sent or done.unroutable:
+        print(f"asked the network to {what} {done.sent} session(s)"
+              + (f"; {len(done.unroutable)} unreachable (no live node holds its peer)" if done.unroutable else ""),
+              file=sys.stderr)
+    return {"sent": done.sent, "unreachable": [s.sid for s in done.unroutable]}
 
 
 async def block_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
-    return await _set_status(ctx, args.id, "blocked")
+    """Block, then end the account's open sessions in the network (ASR / Disconnect-Request, spec 9)."""
+    await _set_status(ctx, args.id, "blocked")
+    control = _dispatched(await (await _control(ctx)).abort_account(args.id), "end")
+    return await _show(ctx, args.id, f"account {args.id} blocked", {"control": control})
 
 
 async def unblock_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
-    return await _set_status(ctx, args.id, "active")
+    await _set_status(ctx, args.id, "active")
+    return await _show(ctx, args.id, f"account {args.id} active")
 
 
 async def alias_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
@@ -185,8 +204,10 @@ async def _ledger(ctx: Context, account_id: str, kind: str, amount: int, referen
     except asyncpg.UniqueViolationError:
         raise Refused(f"reference {reference!r} is being applied concurrently; retry") from None
     await provision.apply_pending(conn, await ctx.redis(), ctx.keys, account_id)
-    return await _show(ctx, account_id, f"{kind} {money.format(amount)} applied (reference {reference})",
-                       {"applied": True, "reference": reference})
+    extra: dict[str, Any] = {"applied": True, "reference": reference}
+    if amount > 0:  # sessions cut short by the balance get the larger grant (RAR / CoA-Request, spec 9)
+        extra["control"] = _dispatched(await (await _control(ctx)).reauth_account(account_id), "re-authorize")
+    return await _show(ctx, account_id, f"{kind} {money.format(amount)} applied (reference {reference})", extra)
 
 
 async def topup_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:

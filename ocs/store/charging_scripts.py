@@ -130,7 +130,8 @@ class ChargingScripts:
         """``reserve.lua``: open the session and hold its first grant; index it by origin and rating group."""
         sh = self.shard(t.account)
         keys = [self.keys.account(t.account), self.keys.session(t.account, t.sid, t.rg), self.keys.expiry(sh),
-                self.keys.totals(sh), self.keys.origin_in_shard(sh, origin), self.keys.groups(t.account, t.sid)]
+                self.keys.totals(sh), self.keys.origin_in_shard(sh, origin), self.keys.groups(t.account, t.sid),
+                self.keys.live(t.account)]
         args = [now_ms, request_number, expiry_ms, self.validity, t.member(), context, plan_arg(plan),
                 self.refusal_ttl, "1" if origin else "0", t.rg, GROUPS_TTL]
         code, out = await self.rp.script(self.reserve_s, keys, args)
@@ -142,7 +143,8 @@ class ChargingScripts:
         """``debit.lua``: charge the usage, then hold the next grant (update) or close (terminate)."""
         sh = self.shard(t.account)
         keys = [self.keys.account(t.account), self.keys.session(t.account, t.sid, t.rg), self.keys.expiry(sh),
-                self.keys.usage(sh), self.keys.seq(sh), self.keys.totals(sh), self.keys.origin_in_shard(sh, origin)]
+                self.keys.usage(sh), self.keys.seq(sh), self.keys.totals(sh), self.keys.origin_in_shard(sh, origin),
+                self.keys.live(t.account)]
         args = [now_ms, d.request_number, expiry_ms, self.validity, t.member(), f"s{sh:02d}", d.expect_used, d.used,
                 d.charged, d.billed, "update" if d.plan is not None else "terminate", d.cause, d.event_time,
                 d.units_now, self.ttl, plan_arg(d.plan), d.excess_total, d.excess]
@@ -179,7 +181,7 @@ class ChargingScripts:
         """``bind.lua``: move a hold to its call's key (or, same key, make it last); True when done."""
         sh = self.shard(account)
         keys = [self.keys.session(account, old, 0), self.keys.session(account, new, 0), self.keys.expiry(sh),
-                self.keys.origin_in_shard(sh, origin)]
+                self.keys.origin_in_shard(sh, origin), self.keys.live(account)]
         args = [member(account, old, 0), member(account, new, 0), new, expiry_ms]
         return text(await self.rp.script(self.bind_s, keys, args)) == "OK"
 

@@ -12,6 +12,9 @@ Keys (``P`` is ``redis.key_prefix``, ``S`` the ``{sNN}`` tag):
 
 - ``P S:acct:<id>``          hash: bal, rsv, cl, type, st, cur, tariff, nsess
 - ``P S:acct:<id>:applied``  set of ledger ids applied to bal (top-up idempotency)
+- ``P S:acct:<id>:live``     set of the account's open sessions (expiry members ``acct|sid|rg``), kept by
+                               the scripts that open, re-key and close sessions; server-initiated control
+                               (ASR, RAR, Disconnect, CoA: ``ocs.control``) walks it instead of a SCAN
 - ``P S:sess:<id>|<sid>|<rg>`` hash: session state (see charging.py / lua headers)
 - ``P S:expiry``             zset: session key -> expiry (epoch ms), for the reaper
 - ``P S:usage``              stream of usage records and CDRs (group ``flush``)
@@ -27,6 +30,12 @@ Keys (``P`` is ``redis.key_prefix``, ``S`` the ``{sNN}`` tag):
                                update/terminate without a subscriber still finds it)
 - ``P sidx:<sid>:rg``, ``P origin:<origin>``: the unsharded forms of the two sets above, written
                                before 0.3 and still read (sessions opened before an upgrade)
+- ``P nodes``                zset: node name -> last heartbeat (epoch ms) of every ocsd (``ocs.control``)
+- ``P peer:<origin-host>``   hash: node name -> until when (epoch ms) that node holds an open connection
+                               to the Diameter peer (refreshed every few seconds; the session -> peer
+                               -> node route of an ASR/RAR)
+- ``P ctl:<node>``           stream of control commands for that node (group ``ctl``)
+- ``P ctl:reply:<id>``       list: the one answer to a command someone waits for (expires)
 - ``P tariffs:gen``          counter bumped by every tariff import (daemons reload)
 - ``P tariffs:snap``         hash: tariff name -> current version last read from PostgreSQL
 - ``P tariffs:snap:<name>:<version>`` string: that version, zlib-compressed JSON, kept 30 days
@@ -67,6 +76,9 @@ class Keys:
     def applied(self, account_id: str) -> str:
         return f"{self.tag_of(account_id)}:acct:{account_id}:applied"
 
+    def live(self, account_id: str) -> str:
+        return f"{self.tag_of(account_id)}:acct:{account_id}:live"
+
     def session(self, account_id: str, session: str, rating_group: int) -> str:
         """Includes the account: front-end session ids are only unique per client, not per shard."""
         return f"{self.tag_of(account_id)}:sess:{account_id}|{session}|{rating_group}"
@@ -102,6 +114,18 @@ class Keys:
 
     def groups(self, account_id: str, session: str) -> str:
         return f"{self.tag_of(account_id)}:sgrp:{account_id}|{session}"
+
+    def nodes(self) -> str:
+        return f"{self.prefix}nodes"
+
+    def peer(self, origin_host: str) -> str:
+        return f"{self.prefix}peer:{origin_host}"
+
+    def control(self, node: str) -> str:
+        return f"{self.prefix}ctl:{node}"
+
+    def control_reply(self, ident: str) -> str:
+        return f"{self.prefix}ctl:reply:{ident}"
 
     def tariffs_gen(self) -> str:
         return f"{self.prefix}tariffs:gen"

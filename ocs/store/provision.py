@@ -49,10 +49,16 @@ async def apply_entry(redis: Redis, keys: Keys, account_id: str, ledger_id: int,
 
 async def apply_pending(conn: Conn, redis: Redis, keys: Keys, account_id: str | None = None) -> int:
     """Apply every ledger row not yet marked applied (optionally of one account); returns the count."""
+    return len(await apply_pending_rows(conn, redis, keys, account_id))
+
+
+async def apply_pending_rows(conn: Conn, redis: Redis, keys: Keys,
+                             account_id: str | None = None) -> list[asyncpg.Record]:
+    """:func:`apply_pending`, returning the rows applied (id, account_id, amount)."""
     rows = await conn.fetch(
         "SELECT id, account_id, amount FROM ledger WHERE applied_at IS NULL"
         " AND ($1::text IS NULL OR account_id = $1) ORDER BY id", account_id)
     for r in rows:
         await apply_entry(redis, keys, r["account_id"], r["id"], r["amount"])
         await conn.execute("UPDATE ledger SET applied_at = now() WHERE id = $1", r["id"])
-    return len(rows)
+    return rows

@@ -66,7 +66,7 @@ class Reaper:
             member = text(raw)
             account, sid, rg = parse_member(member)
             keys = [self.keys.account(account), self.keys.session(account, sid, rg), expiry,
-                    self.keys.usage(shard), self.keys.seq(shard), self.keys.totals(shard)]
+                    self.keys.usage(shard), self.keys.seq(shard), self.keys.totals(shard), self.keys.live(account)]
             code, _released = await self.rp.script(
                 self.script, keys, [now_ms, member, f"s{shard:02d}", now.isoformat(), self.ttl])
             if text(code) == "REAPED":

@@ -24,11 +24,13 @@ local function move_hold(acct, totals, delta)
   redis.call('HINCRBY', totals, 'rsv', delta)
 end
 
--- Close a session: no hold, out of the shard's expiry index, kept `ttl` seconds as a tombstone
--- (late reports for it are charged once as orphans, by request number).
-local function close_session(sess, expiry, member, ttl)
+-- Close a session: no hold, out of the shard's expiry index and the account's open sessions
+-- (`live`), kept `ttl` seconds as a tombstone (late reports for it are charged once as orphans,
+-- by request number).
+local function close_session(sess, expiry, member, ttl, live)
   redis.call('HSET', sess, 'closed', '1', 'hold', 0, 'hunits', 0)
   redis.call('ZREM', expiry, member)
+  redis.call('SREM', live, member)
   redis.call('EXPIRE', sess, ttl)
 end
 
@@ -138,7 +140,10 @@ end
 -- hold expired) has its CDR brought up to date, and a replayed entry changes nothing.
 local function emit_cdr(stream, seq, shard, sess, duration, billed, charge, cause, end_time)
   local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node',
-    'calling', 'dest', 'prefix', 'dname', 't0', 'xs')
+    'calling', 'dest', 'prefix', 'dname', 't0', 'xs', 'ctl')
+  -- a session the OCS asked the network to end (ASR, Disconnect: field ctl) keeps that cause
+  -- (ADMINISTRATIVE, CREDIT_LIMIT) whatever the client reports, also when the reaper closes it
+  if s[14] then cause = s[14] end
   local rev = redis.call('HINCRBY', sess, 'cdrrev', 1)
   redis.call('HSET', sess, 'cause', cause)
   local f = {'t', 'c', 'session_id', s[2],

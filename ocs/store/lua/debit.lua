@@ -5,6 +5,7 @@
 -- KEYS[1] account hash   KEYS[2] session hash   KEYS[3] shard expiry zset
 -- KEYS[4] shard usage stream   KEYS[5] shard record sequence   KEYS[6] shard totals hash
 -- KEYS[7] the shard's set of sessions of the session's origin (left on terminate)
+-- KEYS[8] the account's set of open sessions (left on terminate)
 -- ARGV[1] now (epoch ms)  ARGV[2] request number  ARGV[3] expiry (epoch ms)
 -- ARGV[4] validity seconds   ARGV[5] expiry zset member   ARGV[6] shard name
 -- ARGV[7] expected used units (CAS: the state Python rated from)
@@ -24,6 +25,7 @@
 -- @include _lib
 local acct, sess, expiry, stream, seq, totals, by_origin = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
   KEYS[7]
+local live = KEYS[8]
 local now, req, exp_ms, validity, member, shard = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local expect, used, chg, billed = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
 local mode, cause, etime, units_now, ttl = ARGV[11], ARGV[12], ARGV[13], ARGV[14], tonumber(ARGV[15])
@@ -49,7 +51,7 @@ if mode == 'terminate' then
   emit_cdr(stream, seq, shard, sess, used, billed, chg, cause, etime)
   local out = outcome('granted', 0, 0, delta, 0, bal, 0)
   redis.call('HSET', sess, 'o:' .. req, out)
-  close_session(sess, expiry, member, ttl)
+  close_session(sess, expiry, member, ttl, live)
   redis.call('SREM', by_origin, member)
   return {'OK', out}
 end

@@ -6,16 +6,18 @@
 --
 -- KEYS[1] account hash   KEYS[2] session hash   KEYS[3] shard expiry zset
 -- KEYS[4] shard usage stream   KEYS[5] shard sequence   KEYS[6] shard totals hash
+-- KEYS[7] the account's set of open sessions
 -- ARGV[1] now (epoch ms)  ARGV[2] expiry zset member  ARGV[3] shard name
 -- ARGV[4] now as ISO 8601 UTC   ARGV[5] tombstone TTL seconds
 --
 -- Returns {code, released amount}: 'REAPED' | 'ALIVE' (refreshed, kept) | 'GONE' (no open session)
 -- @include _lib
-local acct, sess, expiry, stream, seq, totals = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local acct, sess, expiry, stream, seq, totals, live = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local now, member, shard, iso, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 
 if redis.call('EXISTS', sess) == 0 or redis.call('HGET', sess, 'closed') == '1' then
   redis.call('ZREM', expiry, member)
+  redis.call('SREM', live, member)
   return {'GONE', 0}
 end
 local exp_ms = tonumber(redis.call('HGET', sess, 'exp') or '0')
@@ -27,5 +29,5 @@ local hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
 move_hold(acct, totals, 0 - hold)
 local so_far = redis.call('HMGET', sess, 'used', 'billed', 'chg')
 emit_cdr(stream, seq, shard, sess, so_far[1], so_far[2], so_far[3], 'expired', iso)
-close_session(sess, expiry, member, ttl)
+close_session(sess, expiry, member, ttl, live)
 return {'REAPED', hold}

@@ -4,6 +4,7 @@
 -- KEYS[4] shard totals hash (field rsv: money reserved in the shard)
 -- KEYS[5] the shard's set of sessions opened through this origin (NAS/peer)
 -- KEYS[6] the set of rating groups other than 0 this session opened
+-- KEYS[7] the account's set of open sessions (expiry members; server-initiated control walks it)
 -- ARGV[1] now (epoch ms)    ARGV[2] request number    ARGV[3] expiry (epoch ms)
 -- ARGV[4] validity seconds  ARGV[5] expiry zset member
 -- ARGV[6] rating context stored on the session: "field\31value\31field\31value..."
@@ -24,6 +25,7 @@
 --              if credit arrived meanwhile - RFC 4006 section 5.1, duplicate detection)
 -- @include _lib
 local acct, sess, expiry, totals, by_origin, groups = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local live = KEYS[7]
 local now, req, exp_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local validity, member, context, plan, refusal_ttl = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local has_origin, rg, groups_ttl = ARGV[9], ARGV[10], ARGV[11]
@@ -60,6 +62,7 @@ redis.call('HSET', sess, 'used', 0, 'chg', 0, 'billed', 0, 'hold', hold, 'hunits
   'rq', req, 'exp', exp_ms, 'born', now, 'o:' .. req, out)
 if rev then redis.call('HSET', sess, 'cdrrev', rev) end
 redis.call('ZADD', expiry, exp_ms, member)
+redis.call('SADD', live, member)
 if has_origin == '1' then redis.call('SADD', by_origin, member) end
 if rg ~= '0' then
   redis.call('SADD', groups, rg)
