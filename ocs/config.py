@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import keyword
 import os
 import tomllib
 import types
@@ -140,6 +141,36 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class BillingConfig:
+    """Offline billing (spec section 10, docs/billing.md): the seller on invoices, numbering, dunning."""
+
+    invoice_prefix: str = "INV-"
+    company: str = ""
+    address: str = ""
+    tax_id: str = ""
+    bank: str = ""
+    block_overdue_days: int = 0  # 0 = off
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """Outgoing mail (alerts, invoices): STARTTLS and authentication are optional."""
+
+    host: str = "127.0.0.1"
+    port: int = 25
+    from_: str = ""  # TOML key "from"
+    username: str = ""
+    password: str = ""
+    starttls: bool = False
+    timeout_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    webhook_secret: str = ""  # HMAC-SHA256 key of X-OCS-Signature on webhook alerts
+
+
+@dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     diameter: DiameterConfig = field(default_factory=DiameterConfig)
@@ -150,6 +181,9 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     log: LogConfig = field(default_factory=LogConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -202,9 +236,10 @@ def _build(prefix: str, cls: type[Any], table: dict[str, Any]) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
         path = f"{prefix}.{key}" if prefix else key
-        if key not in names:
+        name = f"{key}_" if keyword.iskeyword(key) else key  # smtp.from is the field from_
+        if name not in names:
             raise ConfigError(f"{path}: unknown key")
-        kwargs[key] = _convert(path, hints[key], value)
+        kwargs[name] = _convert(path, hints[name], value)
     return cls(**kwargs)
 
 

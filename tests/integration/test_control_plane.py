@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -35,9 +35,9 @@ class Recorder:
 
     call_hold = 3660
 
-    def __init__(self, peers: set[str] | None = None, answer: ControlResult = ControlResult(Ack.ACKED)) -> None:
+    def __init__(self, peers: set[str] | None = None) -> None:
         self.peers = peers or set()
-        self.answer = answer
+        self.answer = ControlResult(Ack.ACKED)
         self.calls: list[tuple[Any, ...]] = []
 
     def open_peer_hosts(self) -> set[str]:

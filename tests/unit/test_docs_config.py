@@ -18,7 +18,7 @@ def _keys(prefix: str, cls: type) -> list[str]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        path = f"{prefix}{f.name}"
+        path = f"{prefix}{f.name.rstrip('_')}"  # smtp.from is the field from_
         if dataclasses.is_dataclass(tp):
             out += _keys(path + ".", tp)  # type: ignore[arg-type]
         elif typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
