@@ -5,6 +5,13 @@ Framing rejects version != 1, length < 20, length not a multiple of 4 and
 lengths above ``diameter.max_message_bytes`` by closing this connection only.
 In-flight requests per connection are bounded with ``pause_reading`` (TCP back
 pressure); beyond the daemon-wide bound a CCR is answered 3004 TOO_BUSY.
+
+Requests of our own (ASR, RAR: :mod:`ocs.diameter.server_requests`) go out with
+:meth:`Peer.send_request`: each gets the next Hop-by-Hop Identifier and a future
+that the answer with that identifier resolves (RFC 6733 section 3: an answer is
+matched to its request by Hop-by-Hop Identifier only). An answer nobody waits for
+is dropped and counted; an answer whose AVPs do not decode fails its request and
+leaves the connection up (its header framed it; nothing is out of step).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import contextlib
 import enum
 import random
 import time
+from collections.abc import Callable
 from typing import cast
 
 import structlog
@@ -30,6 +38,14 @@ log = structlog.get_logger("ocs.diameter")
 _COMMAND_NAMES = {c.CER: "cer", c.DWR: "dwr", c.DPR: "dpr", c.CCR: "ccr"}
 
 
+class PeerClosed(ConnectionError):
+    """The connection went away (or was never OPEN) before the answer to our request came."""
+
+
+class BadAnswer(ValueError):
+    """The answer to our request came but its AVPs do not decode (RFC 6733 section 4)."""
+
+
 class State(enum.Enum):
     WAIT_CER = "wait_cer"
     OPEN = "open"
@@ -44,7 +60,9 @@ class Peer(asyncio.Protocol):
         self.buf = bytearray()
         self._out: list[bytes] = []  # messages queued for this loop tick (see send)
         self.transport: asyncio.Transport | None = None
-        self.peer_host = ""
+        self.peer_host = ""  # Origin-Host of the CER, wire text (as the sessions' origin is stored)
+        self.peer_realm = ""  # Origin-Realm of the CER, wire text: the Destination-Realm of our requests
+        self.opened = False  # reached OPEN once (the listeners were told)
         self.address = ""
         self.inflight = 0
         self.paused = False
@@ -54,6 +72,11 @@ class Peer(asyncio.Protocol):
         self.hbh = random.getrandbits(32)
         self.dpa_waiter: asyncio.Future[None] | None = None
         self.watchdog: asyncio.TimerHandle | None = None
+        self.pending: dict[int, asyncio.Future[Message]] = {}  # our requests by Hop-by-Hop Identifier
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is State.OPEN
 
     # -- transport -----------------------------------------------------------------------------
 
@@ -71,7 +94,13 @@ class Peer(asyncio.Protocol):
             self.watchdog.cancel()
         if self.dpa_waiter is not None and not self.dpa_waiter.done():
             self.dpa_waiter.set_result(None)
+        pending, self.pending = self.pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(PeerClosed(f"connection to {self.peer_host or self.address} lost"))
         log.info("peer_closed", peer=self.peer_host or self.address)
+        if self.opened and not self.server.open_peers(self.peer_host):  # its last OPEN connection here
+            self.server.peer_changed(self.peer_host, False)
 
     def close(self, reason: str) -> None:
         self.flush()  # answers already queued (an error answer before the close) still go out
@@ -116,7 +145,10 @@ class Peer(asyncio.Protocol):
     def _dispatch(self, raw: bytes) -> None:
         try:
             msg = codec.decode(raw)
-        except CodecError:
+        except CodecError as exc:
+            if self.state is State.OPEN and not raw[4] & codec.FLAG_R:
+                self._on_bad_answer(raw, exc)  # an answer: nothing to answer, the framing held
+                return
             self.close("malformed")  # cannot even find the header fields to answer: close (RFC 6733 3)
             return
         if self.state is State.WAIT_CER:
@@ -152,8 +184,63 @@ class Peer(asyncio.Protocol):
                                   text=text))
 
     def _on_answer(self, msg: Message) -> None:
-        if msg.code == c.DPR and self.dpa_waiter is not None and not self.dpa_waiter.done():
-            self.dpa_waiter.set_result(None)
+        fut = self.pending.pop(msg.hop_by_hop, None)
+        if fut is not None:
+            if not fut.done():
+                fut.set_result(msg)
+        elif msg.code == c.DPR:
+            if self.dpa_waiter is not None and not self.dpa_waiter.done():
+                self.dpa_waiter.set_result(None)
+        elif msg.code != c.DWR:  # a DWA only shows the peer is alive (data_received noted it)
+            self._unknown_answer(msg.code, msg.hop_by_hop)
+
+    def _on_bad_answer(self, raw: bytes, exc: CodecError) -> None:
+        code, hbh = int.from_bytes(raw[5:8], "big"), int.from_bytes(raw[12:16], "big")
+        log.warning("answer_undecodable", peer=self.peer_host, command=code, hop_by_hop=hbh, error=str(exc))
+        fut = self.pending.pop(hbh, None)
+        if fut is None:
+            self._unknown_answer(code, hbh)
+        elif not fut.done():
+            fut.set_exception(BadAnswer(f"answer does not decode: {exc}"))
+
+    def _unknown_answer(self, code: int, hop_by_hop: int) -> None:
+        """RFC 6733 section 6.2: an answer matching no pending request is discarded."""
+        log.info("answer_unknown", peer=self.peer_host, command=code, hop_by_hop=hop_by_hop)
+        self.server.metrics.child(self.server.metrics.dropped, "diameter", "unknown_answer").inc()
+
+    # -- requests of our own (ASR, RAR) ----------------------------------------------------------
+
+    def _next_hbh(self) -> int:
+        """The next Hop-by-Hop Identifier (RFC 6733 section 3: unique on this connection at any time)."""
+        self.hbh = (self.hbh + 1) & 0xFFFFFFFF
+        while self.hbh in self.pending:  # 2^32 requests still waiting: never in practice
+            self.hbh = (self.hbh + 1) & 0xFFFFFFFF
+        return self.hbh
+
+    def send_request(self, build: Callable[[int], bytes]) -> asyncio.Future[Message]:
+        """Send ``build(hop_by_hop)`` and return a future for its answer.
+
+        The future fails with :class:`PeerClosed` when the peer is not OPEN or the connection is
+        lost before the answer, and with :class:`BadAnswer` when the answer does not decode.
+        Cancelling it (a timeout) forgets the request: a later answer counts as unknown.
+        """
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        if self.state is not State.OPEN or self.transport is None or self.transport.is_closing():
+            fut.set_exception(PeerClosed(f"connection to {self.peer_host or self.address} is not open"))
+            return fut
+        hbh = self._next_hbh()
+        self.pending[hbh] = fut
+        fut.add_done_callback(lambda f: self._forget(hbh, f))
+        self.send(build(hbh))
+        return fut
+
+    def _forget(self, hbh: int, fut: asyncio.Future[Message]) -> None:
+        if self.pending.get(hbh) is fut:
+            del self.pending[hbh]
+
+    async def request(self, build: Callable[[int], bytes], timeout: float) -> Message:
+        """:meth:`send_request` and wait for the answer at most ``timeout`` s (TimeoutError)."""
+        return await asyncio.wait_for(self.send_request(build), timeout)
 
     # -- capabilities exchange (RFC 6733 section 5.3) --------------------------------------------
 
@@ -177,8 +264,8 @@ class Peer(asyncio.Protocol):
         try:
             host = msg.first(c.ORIGIN_HOST)
             realm = msg.first(c.ORIGIN_REALM)
-            self.peer_host = host.text() if host else ""
-            peer_realm = realm.text() if realm else ""
+            self.peer_host = host.wire() if host else ""
+            self.peer_realm = peer_realm = realm.wire() if realm else ""
             apps = self._apps(msg)
         except CodecError:
             self.send(self._base_answer(msg, c.INVALID_AVP_LENGTH))
@@ -196,7 +283,9 @@ class Peer(asyncio.Protocol):
         else:
             self.send(self._base_answer(msg, c.SUCCESS))
             self.state = State.OPEN
+            self.opened = True
             log.info("peer_open", peer=self.peer_host, realm=peer_realm, address=self.address)
+            self.server.peer_changed(self.peer_host, True)
 
     # -- watchdog (RFC 3539 section 3.4) -------------------------------------------------------
 
@@ -223,8 +312,8 @@ class Peer(asyncio.Protocol):
         self._arm_watchdog()
 
     def _request(self, code: int, extra: list[bytes]) -> bytes:
-        self.hbh = (self.hbh + 1) & 0xFFFFFFFF
-        return codec.message(code, codec.FLAG_R, 0, self.hbh, random.getrandbits(32), *self._identity(), *extra)
+        return codec.message(code, codec.FLAG_R, 0, self._next_hbh(), random.getrandbits(32), *self._identity(),
+                             *extra)
 
     async def disconnect(self, timeout: float) -> None:
         """Send DPR (Disconnect-Cause REBOOTING) and wait for the DPA, bounded (RFC 6733 section 5.4)."""

@@ -7,21 +7,39 @@ with no import cycle between peer and server.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import structlog
 
 from ocs import __version__
 from ocs.config import Config, split_hostport
 from ocs.diameter import codec
 from ocs.diameter import constants as c
+from ocs.diameter.codec import Message
 from ocs.metrics import Metrics
 from ocs.model import ChargingCore
 
+log = structlog.get_logger("ocs.diameter")
+
+PeerListener = Callable[[str, bool], None]
+
 
 class PeerHandle(Protocol):
-    """What the server needs of an open peer connection (:class:`ocs.diameter.peer.Peer`)."""
+    """What the server needs of a peer connection (:class:`ocs.diameter.peer.Peer`)."""
+
+    peer_host: str  # the peer's Origin-Host from its CER (wire text), "" before
+    peer_realm: str  # its Origin-Realm (wire text)
+    last_rx: float  # time.monotonic() of the last bytes read
+
+    @property
+    def is_open(self) -> bool: ...
 
     async def disconnect(self, timeout: float) -> None: ...
+
+    def send_request(self, build: Callable[[int], bytes]) -> asyncio.Future[Message]: ...
 
 
 @dataclass
@@ -31,6 +49,21 @@ class ServerState:
     metrics: Metrics
     peers: set[PeerHandle] = field(default_factory=set)
     inflight: int = 0  # CCRs being handled over all peers (diameter.max_inflight)
+    # called with (Origin-Host, True) when a peer reaches OPEN and (Origin-Host, False) when the last
+    # OPEN connection of that Origin-Host is lost; must not block (docs/control.md, "Registry")
+    peer_listeners: list[PeerListener] = field(default_factory=list)
+
+    def peer_changed(self, host: str, up: bool) -> None:
+        """Tell every listener; one that raises is logged and never breaks the peer."""
+        for listener in list(self.peer_listeners):
+            try:
+                listener(host, up)
+            except Exception as exc:
+                log.error("peer_listener_failed", peer=host, up=up, error=repr(exc))
+
+    def open_peers(self, host: str) -> list[PeerHandle]:
+        """This node's OPEN connections to the peer whose Origin-Host is ``host``."""
+        return [p for p in self.peers if p.is_open and p.peer_host == host]
 
     def allowed(self, host: str, realm: str, address: str) -> bool:
         """The optional allow-list of ``diameter.allowed_peers`` (empty: every peer)."""
