@@ -17,6 +17,8 @@ class Client:
     rate: float
     tokens: float = 0.0
     vendor: str = ""
+    coa: bool = False  # takes Disconnect-Request / CoA-Request from us (RFC 5176)
+    coa_port: int = 3799
     stamp: float = field(default_factory=time.monotonic)
 
     def allow_reply(self) -> bool:
@@ -38,7 +40,8 @@ class ClientTable:
         self.nets: list[Client] = []
         for c in clients:
             net = ipaddress.ip_network(c.address, strict=False)
-            client = Client(c.name, c.secret.encode(), net, float(rate), float(rate), vendor=c.vendor)
+            client = Client(c.name, c.secret.encode(), net, float(rate), float(rate), vendor=c.vendor,
+                            coa=c.coa, coa_port=c.coa_port)
             if net.num_addresses == 1:
                 self.exact[str(net.network_address)] = client
             else:

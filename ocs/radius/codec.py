@@ -23,12 +23,15 @@ from ocs.wiretext import wire_text
 
 ACCESS_REQUEST, ACCESS_ACCEPT, ACCESS_REJECT = 1, 2, 3
 ACCOUNTING_REQUEST, ACCOUNTING_RESPONSE = 4, 5
+DISCONNECT_REQUEST, DISCONNECT_ACK, DISCONNECT_NAK = 40, 41, 42  # RFC 5176 section 2.1
+COA_REQUEST, COA_ACK, COA_NAK = 43, 44, 45  # RFC 5176 section 2.2
 
 USER_NAME, USER_PASSWORD, CHAP_PASSWORD, NAS_IP_ADDRESS = 1, 2, 3, 4
 REPLY_MESSAGE, VENDOR_SPECIFIC, SESSION_TIMEOUT = 18, 26, 27
 CALLED_STATION_ID, CALLING_STATION_ID, NAS_IDENTIFIER = 30, 31, 32
 ACCT_STATUS_TYPE, ACCT_DELAY_TIME, ACCT_SESSION_ID, ACCT_SESSION_TIME = 40, 41, 44, 46
 ACCT_TERMINATE_CAUSE, CHAP_CHALLENGE, MESSAGE_AUTHENTICATOR, ACCT_INTERIM_INTERVAL = 49, 60, 80, 85
+EVENT_TIMESTAMP, ERROR_CAUSE = 55, 101  # RFC 2869 5.3, RFC 5176 3.5
 
 HEADER = 20
 MAX_LENGTH = 4096  # RFC 2865 section 3
@@ -125,6 +128,20 @@ def message_authenticator_ok(pkt: Packet, secret: bytes) -> bool:
     zeroed = _zero_message_authenticator(pkt.raw)
     data = zeroed[:4] + _ma_vector(pkt.code, pkt.authenticator) + zeroed[20:]
     return hmac.compare_digest(given, hmac.new(secret, data, "md5").digest())
+
+
+def message_authenticator_matches(pkt: Packet, vector: bytes, secret: bytes) -> bool:
+    """Message-Authenticator checked with ``vector`` in the authenticator field (RFC 3579 section 3.2).
+
+    For a response (Access-Accept, Disconnect-ACK, CoA-NAK, ...) the vector is the Request
+    Authenticator of the request it answers (RFC 3579 3.2, RFC 5176 3.3), which the response does
+    not carry itself: :func:`message_authenticator_ok` cannot know it.
+    """
+    given = pkt.raw_attr(MESSAGE_AUTHENTICATOR)
+    if given is None or len(given) != 16:
+        return False
+    zeroed = _zero_message_authenticator(pkt.raw)
+    return hmac.compare_digest(given, hmac.new(secret, zeroed[:4] + vector + zeroed[20:], "md5").digest())
 
 
 def accounting_authenticator_ok(pkt: Packet, secret: bytes) -> bool:

@@ -24,9 +24,10 @@ import structlog
 from pyrad.dictionary import Dictionary
 
 from ocs.config import Config, RadiusClient, split_hostport
+from ocs.control.model import Ack, ControlResult
 from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, ChargingCore, Outcome, Service, Status, StoreUnavailable
-from ocs.radius import codec
+from ocs.radius import codec, dynauth
 from ocs.radius import mapping as m
 from ocs.radius.clients import Client, ClientTable
 from ocs.radius.dedup import DuplicateCache
@@ -74,6 +75,7 @@ class RadiusServer:
         self.accepting = False
         c = cfg.charging
         self.call_hold = max(c.validity_seconds, c.max_grant_seconds) + c.grace_seconds
+        self.dynauth = dynauth.DynAuthClient(metrics, bind_host=split_hostport(cfg.radius.auth_listen)[0])
 
     @property
     def bound(self) -> dict[str, tuple[str, int]]:
@@ -101,6 +103,7 @@ class RadiusServer:
         for ep in self.endpoints.values():
             if ep.transport is not None:
                 ep.transport.close()
+        self.dynauth.close()
 
     def reload_clients(self, clients: tuple[RadiusClient, ...]) -> None:
         self.clients = ClientTable(clients, self.cfg.radius.replies_per_second_per_client)
@@ -211,6 +214,11 @@ class RadiusServer:
         nas = pkt.wire(codec.NAS_IDENTIFIER) or pkt.address(codec.NAS_IP_ADDRESS) or addr[0]
         return nas.replace("|", "\\x7c")
 
+    @staticmethod
+    def _reach(pkt: codec.Packet, addr: tuple[str, int]) -> str:
+        """``source,NAS-IP-Address,User-Name``: kept on the session for a Disconnect/CoA (:class:`dynauth.Reach`)."""
+        return f"{addr[0]},{pkt.address(codec.NAS_IP_ADDRESS)},{pkt.wire(codec.USER_NAME)}"
+
     async def _access(self, client: Client, pkt: codec.Packet, addr: tuple[str, int]) -> bytes | None:
         if pkt.raw_attr(codec.MESSAGE_AUTHENTICATOR) is not None:
             if not codec.message_authenticator_ok(pkt, client.secret):
@@ -227,7 +235,8 @@ class RadiusServer:
             subscriber=user or calling, session=session, request_number=m.auth_request_number(pkt.authenticator),
             service=Service.VOICE, destination=called, event_time=datetime.now(UTC),
             requested_units=self.cfg.charging.max_grant_seconds, protocol="radius", origin=nas, calling=calling,
-            password_check=self._password_check(pkt, client.secret), hold_seconds=self.cfg.radius.start_timeout_seconds)
+            password_check=self._password_check(pkt, client.secret), hold_seconds=self.cfg.radius.start_timeout_seconds,
+            reach=self._reach(pkt, addr))
         out = await self.core.initiate(req)
         if out.status is Status.GRANTED:
             attrs = [codec.integer_attribute(codec.SESSION_TIMEOUT, out.granted_units)]
@@ -273,10 +282,11 @@ class RadiusServer:
             n = await self.core.terminate_origin(nas, m.ORIGIN_CAUSE[status])
             log.info("accounting_on_off", nas=nas, status=status.name, settled=n)
         else:
-            await self._session_accounting(pkt, status, nas, when)
+            await self._session_accounting(pkt, status, nas, when, addr)
         return codec.accounting_response(pkt, client.secret)
 
-    async def _session_accounting(self, pkt: codec.Packet, status: m.AcctStatus, nas: str, when: datetime) -> None:
+    async def _session_accounting(self, pkt: codec.Packet, status: m.AcctStatus, nas: str, when: datetime,
+                                  addr: tuple[str, int]) -> None:
         user, calling, called = pkt.text(codec.USER_NAME), pkt.wire(codec.CALLING_STATION_ID), \
             pkt.text(codec.CALLED_STATION_ID)
         sid = self._session_key(pkt, nas)
@@ -286,7 +296,8 @@ class RadiusServer:
             subscriber=user or calling, session=sid, request_number=m.request_number(status, t),
             service=Service.VOICE, destination=called, event_time=when, used_units=t, used_is_total=True,
             requested_units=self.cfg.charging.max_grant_seconds, protocol="radius", origin=nas, calling=calling,
-            termination_cause=cause, hold_seconds=self.call_hold)
+            termination_cause=cause, hold_seconds=self.call_hold,
+            reach=self._reach(pkt, addr) if status is m.AcctStatus.START else "")  # kept only by a Start that opens
         verb = m.VERB_OF[status]
         out: Outcome | None = None
         if verb == "bind":
@@ -304,3 +315,40 @@ class RadiusServer:
             self.metrics.child(self.metrics.requests, "radius", "start", Status.GRANTED.value).inc()
         log.info("accounting", session=sid, status=status.name, session_time=t,
                  outcome=out.status.value if out else "bound", account=out.account if out else "")
+
+    # -- Dynamic Authorization (RFC 5176): what control asks of this front end --------------------
+
+    async def disconnect(self, session_id: str, reach: str) -> ControlResult:
+        """Disconnect-Request (RFC 5176 section 2.1) for one session: block, operator, credit limit."""
+        return await self._dynauth(codec.DISCONNECT_REQUEST, session_id, reach, [])
+
+    async def change_authorization(self, session_id: str, reach: str, session_timeout: int) -> ControlResult:
+        """CoA-Request (RFC 5176 section 2.2) with the session's new total Session-Timeout (a top-up)."""
+        attrs = [codec.integer_attribute(codec.SESSION_TIMEOUT, max(0, min(session_timeout, 0xFFFFFFFF)))]
+        return await self._dynauth(codec.COA_REQUEST, session_id, reach, attrs)
+
+    async def _dynauth(self, code: int, session_id: str, reach: str, extra: list[bytes]) -> ControlResult:
+        """Send to the session's NAS if its client entry (in the current table) has ``coa = true``.
+
+        The client entry is found by the source address the session's requests came from; the
+        request goes to the session's NAS-IP-Address (else that source) on the entry's ``coa_port``
+        with the entry's secret (spec section 9).
+        """
+        kind = dynauth.KIND[code]
+        where = dynauth.Reach.parse(reach)
+        client = self.clients.lookup(where.source) if where is not None else None
+        if where is None:
+            result = ControlResult(Ack.NOT_ENABLED, detail="the session kept no NAS address (opened by an older ocsd)")
+        elif client is None:
+            result = ControlResult(Ack.NOT_ENABLED, detail=f"no radius.clients entry for {where.source} any more")
+        elif not client.coa:
+            result = ControlResult(Ack.NOT_ENABLED, detail=f"client {client.name}: coa = false")
+        else:
+            try:
+                attrs = [*dynauth.session_attributes(session_id, where), *extra]
+            except ValueError as exc:  # an attribute over 253 octets, a NAS-IP-Address that is not IPv4
+                result = ControlResult(Ack.REFUSED, detail=f"cannot build the request: {exc}")
+            else:
+                result = await self.dynauth.request(code, where.destination, client.coa_port, client.secret, attrs)
+        self.metrics.child(self.metrics.control_requests, "radius", kind, result.ack.value).inc()
+        return result
