@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from ocs import money
+from ocs.billing import credit
 from ocs.cli.context import Context, Refused, add_json, emit
 from ocs.control.dispatch import Dispatched, Dispatcher
 from ocs.store import accounts_db, provision
@@ -203,10 +204,10 @@ async def _ledger(ctx: Context, account_id: str, kind: str, amount: int, referen
         await accounts_db.insert_ledger(conn, account_id, kind, amount, reference, reason)
     except asyncpg.UniqueViolationError:
         raise Refused(f"reference {reference!r} is being applied concurrently; retry") from None
-    await provision.apply_pending(conn, await ctx.redis(), ctx.keys, account_id)
+    done = await credit.apply_credit(conn, await ctx.redis(), ctx.keys, account_id, amount)
     extra: dict[str, Any] = {"applied": True, "reference": reference}
-    if amount > 0:  # sessions cut short by the balance get the larger grant (RAR / CoA-Request, spec 9)
-        extra["control"] = _dispatched(await (await _control(ctx)).reauth_account(account_id), "re-authorize")
+    if done is not None:  # sessions cut short by the balance get the larger grant (RAR / CoA-Request, spec 9)
+        extra["control"] = _dispatched(done, "re-authorize")
     return await _show(ctx, account_id, f"{kind} {money.format(amount)} applied (reference {reference})", extra)
 
 
