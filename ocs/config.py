@@ -150,6 +150,7 @@ class BillingConfig:
     tax_id: str = ""
     bank: str = ""
     block_overdue_days: int = 0  # 0 = off
+    pin_pepper_file: str = ""  # the secret PINs are hashed with (HMAC-SHA256); kept outside the database
 
 
 @dataclass(frozen=True)
