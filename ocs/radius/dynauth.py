@@ -18,7 +18,7 @@ and a request must never be mistaken for an Access-Request or Accounting-Request
 - Answers must come from the destination, carry the Identifier of a request in flight, the
   expected code (ACK or NAK of the request's kind) and a Response Authenticator
   MD5(Code + Identifier + Length + Request Authenticator + Attributes + Secret) (RFC 5176 3.3);
-  a Message-Authenticator, when present, must verify.  Anything else is dropped and counted
+  a Message-Authenticator, when present, must verify (:func:`answer_authentic`).  Anything else is dropped and counted
   (``ocs_dropped_packets_total{protocol="radius",reason="bad_coa_answer"}``) and the request keeps
   waiting for its real answer: a forged or stale datagram can never decide an outcome.
 - Retries: RFC 5176 section 2.3 leaves them to RFC 2865's client behaviour; here a request is sent,
@@ -139,15 +139,19 @@ def build_request(code: int, ident: int, secret: bytes, attributes: Sequence[byt
 def answer_authentic(answer: codec.Packet, request_authenticator: bytes, secret: bytes) -> bool:
     """Response Authenticator (RFC 5176 3.3, as RFC 2865 section 3) and Message-Authenticator if present.
 
-    The Message-Authenticator of an ACK/NAK is computed with the Request Authenticator of the request
-    in the authenticator field (RFC 3579 3.2 for responses, RFC 5176 3.3).
+    The Response Authenticator is checked strictly.  The Message-Authenticator of an ACK/NAK is,
+    by RFC 3579 3.2's rule for responses (and pyrad, and FreeRADIUS's own check), computed with the
+    Request Authenticator in the authenticator field; FreeRADIUS 3.2 as a NAS *writes* it with 16
+    zero octets there instead (its ``rad_sign`` treats Disconnect/CoA ACK and NAK like the requests).
+    Both are keyed with the shared secret, so either proves the sender knows it: both are accepted.
     """
     expected = hashlib.md5(answer.raw[:4] + request_authenticator + answer.raw[codec.HEADER:] + secret).digest()
     if not hmac.compare_digest(expected, answer.authenticator):
         return False
     if answer.raw_attr(codec.MESSAGE_AUTHENTICATOR) is None:
         return True
-    return codec.message_authenticator_matches(answer, request_authenticator, secret)
+    return codec.message_authenticator_matches(answer, request_authenticator, secret) or \
+        codec.message_authenticator_matches(answer, bytes(16), secret)
 
 
 def interpret(answer: codec.Packet) -> ControlResult:

@@ -212,3 +212,63 @@ def test_an_unknown_vendor_is_refused_with_the_key_named() -> None:
     with pytest.raises(config.ConfigError, match=r"radius\.clients\[0\]\.vendor"):
         config.from_mapping({"radius": {"clients": [{"address": "10.0.0.1", "secret": "s", "vendor": "nokia"}]}},
                             env={})
+
+
+# -- Dynamic Authorization (RFC 5176): what a session keeps, and the control verbs -----------------
+
+async def test_sessions_opened_keep_source_nas_ip_and_user_as_reach() -> None:
+    core = FakeCore(bound=False)
+    server, eps, _m = _server(core)
+    req = access("al,ice", session="call-1")
+    req["NAS-IP-Address"] = "192.0.2.7"  # where the NAS takes Disconnect/CoA, not the source
+    await _deliver(server, eps["auth"], req.RequestPacket(), ("127.0.0.1", 40000))
+    start = acct(1, "call-2", user="bob\x00", nas="192.0.2.8")  # a Start whose Access-Request was not ours
+    await _deliver(server, eps["acct"], start.RequestPacket())
+    interim = acct(3, "call-2", time=30)
+    await _deliver(server, eps["acct"], interim.RequestPacket())
+    assert core.verbs[0] == "initiate" and core.calls[0].session == "192.0.2.7|call-1"
+    assert core.calls[0].reach == "127.0.0.1,192.0.2.7,al,ice"
+    assert core.calls[1].session == "192.0.2.8|call-2" and core.calls[1].reach == "127.0.0.1,192.0.2.8,bob\\x00"
+    assert core.calls[2].reach == ""  # only the request that opens a session carries it
+    no_nas_ip = access("carol", session="call-3")
+    del no_nas_ip["NAS-IP-Address"]
+    await _deliver(server, eps["auth"], no_nas_ip.RequestPacket(), ("127.0.0.1", 40000))
+    assert core.calls[3].reach == "127.0.0.1,,carol"
+
+
+async def test_disconnect_and_coa_go_to_the_session_nas_only_when_its_client_has_coa() -> None:
+    from ocs.config import RadiusClient
+    from tests.support.nas_stub import NasStub
+
+    with NasStub() as nas:
+        clients = (RadiusClient(address="127.0.0.0/8", coa=True, coa_port=nas.port, name="gw"),
+                   RadiusClient(address="10.1.1.1", name="no-coa"))
+        server, _eps, m = _server(FakeCore(), clients=clients)
+        try:
+            # source 127.0.0.5 finds the client entry; NAS-IP-Address 127.0.0.1 is where it goes
+            result = await server.disconnect("127.0.0.1|call-1", "127.0.0.5,127.0.0.1,alice")
+            assert result.ok
+            result = await server.change_authorization("127.0.0.1|call-1", "127.0.0.1,,alice", 1800)
+            assert result.ok
+            first, second = nas.received
+            assert first.code == rp.DisconnectRequest and second.code == rp.CoARequest
+            assert first.attrs["Acct-Session-Id"] == ["call-1"] and first.attrs["NAS-IP-Address"] == ["127.0.0.1"]
+            assert second.attrs["Session-Timeout"] == [1800] and "NAS-IP-Address" not in second.attrs
+            assert first.source[0] == "127.0.0.1"  # sent from the auth listener's address
+
+            not_enabled = await server.disconnect("10.1.1.1|x", "10.1.1.1,,alice")
+            assert not_enabled.ack.value == "not_enabled" and "no-coa" in not_enabled.detail
+            unknown = await server.disconnect("10.9.9.9|x", "10.9.9.9,,alice")
+            assert unknown.ack.value == "not_enabled" and "10.9.9.9" in unknown.detail
+            assert (await server.disconnect("gw|x", "")).ack.value == "not_enabled"
+            assert len(nas.received) == 2  # nothing sent for those
+            # the client table in force is the one asked: a reload that turns coa off is obeyed
+            server.reload_clients((RadiusClient(address="127.0.0.0/8", name="gw"),))
+            assert (await server.disconnect("127.0.0.1|call-1", "127.0.0.5,127.0.0.1,alice")).ack.value == \
+                "not_enabled"
+        finally:
+            await server.stop(timeout=1)
+    counted = m.control_requests
+    assert counted.labels("radius", "disconnect", "acked")._value.get() == 1
+    assert counted.labels("radius", "coa", "acked")._value.get() == 1
+    assert counted.labels("radius", "disconnect", "not_enabled")._value.get() == 4
