@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from ocs.store.keys import Keys
 from ocs.store.scripts import Script
@@ -23,10 +24,16 @@ TOPUP = Script("topup")
 
 
 async def sync_account(redis: Redis, keys: Keys, row: asyncpg.Record, aliases: list[str]) -> None:
+    pipe = redis.pipeline(transaction=False)
+    stage_account(pipe, keys, row, aliases)
+    await pipe.execute()
+
+
+def stage_account(pipe: Pipeline, keys: Keys, row: asyncpg.Record, aliases: list[str]) -> None:
+    """Queue :func:`sync_account`'s writes on ``pipe``, so a batch (a lot of calling cards) is one round trip."""
     key = keys.account(row["id"])
     mapping = {"type": row["type"], "st": row["status"], "cl": str(row["credit_limit"]),
                "cur": row["currency"].strip(), "tariff": row["tariff"]}
-    pipe = redis.pipeline(transaction=False)
     pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]  # redis-py Mapping key invariance
     pipe.hsetnx(key, "bal", 0)
     pipe.hsetnx(key, "rsv", 0)
@@ -36,7 +43,6 @@ async def sync_account(redis: Redis, keys: Keys, row: asyncpg.Record, aliases: l
         pipe.hdel(key, "pw")
     for alias in aliases:
         pipe.set(keys.alias(alias), row["id"])
-    await pipe.execute()
 
 
 async def apply_entry(redis: Redis, keys: Keys, account_id: str, ledger_id: int, amount: int) -> bool:
@@ -62,3 +68,24 @@ async def apply_pending_rows(conn: Conn, redis: Redis, keys: Keys,
         await apply_entry(redis, keys, r["account_id"], r["id"], r["amount"])
         await conn.execute("UPDATE ledger SET applied_at = now() WHERE id = $1", r["id"])
     return rows
+
+
+async def apply_entries(conn: Conn, redis: Redis, keys: Keys, rows: list[asyncpg.Record]) -> None:
+    """Apply many ledger rows (id, account_id, amount) in pipelined batches, then mark them applied.
+
+    The same at-most-once step as :func:`apply_entry`, for thousands of rows written at once
+    (a lot of calling cards): one round trip per 1,000 rows instead of one per row.
+    """
+    await redis.script_load(TOPUP.source)  # EVALSHA in a pipeline has no NOSCRIPT fallback
+    for start in range(0, len(rows), 1000):
+        chunk = rows[start:start + 1000]
+        pipe = redis.pipeline(transaction=False)
+        for r in chunk:
+            acct = r["account_id"]
+            pipe.evalsha(TOPUP.sha, 2, keys.account(acct), keys.applied(acct), r["id"], r["amount"])
+        replies = await pipe.execute()
+        missing = [r["account_id"] for r, (code, _bal) in zip(chunk, replies, strict=True) if int(code) < 0]
+        if missing:
+            raise LookupError(f"account {missing[0]} missing in Redis")
+        await conn.execute("UPDATE ledger SET applied_at = now() WHERE id = ANY($1::bigint[]) AND applied_at IS NULL",
+                           [r["id"] for r in chunk])
