@@ -55,3 +55,26 @@ def test_a_drifted_constant_would_be_caught(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(c, "CC_TIME", 999)
     with pytest.raises(AssertionError, match="CC-Time"):
         test_every_avp_ocsd_names_has_the_dictionary_code()
+
+
+def _messages() -> dict[str, tuple[int, str, list[str]]]:
+    """Message name -> (command code, header flags, AVP names in order) from the @messages section."""
+    text = DIA.read_text().split("@messages", 1)[1].split("\n@", 1)[0]
+    out = {}
+    for m in re.finditer(r"^\s+(\w+) ::= < Diameter Header: (\d+)((?:, \w+)*) >\n((?:\s+\*? ?[<{\[].*\n)+)", text,
+                         re.M):
+        out[m[1]] = (int(m[2]), m[3], re.findall(r"[<{\[] ([\w-]+) [>}\]]", m[4]))
+    return out
+
+
+def test_the_dictionary_has_the_server_initiated_requests_ocsd_sends() -> None:
+    """ASR/ASA and RAR/RAA in application 4 (messages are not inherited from the base in OTP)."""
+    msgs = _messages()
+    assert msgs["CCR"][:2] == (c.CCR, ", REQ, PXY")
+    assert msgs["ASR"][:2] == (c.ASR, ", REQ, PXY") and msgs["ASA"][:2] == (c.ASR, ", PXY")
+    assert msgs["RAR"][:2] == (c.RAR, ", REQ, PXY") and msgs["RAA"][:2] == (c.RAR, ", PXY")
+    head = ["Session-Id", "Origin-Host", "Origin-Realm", "Destination-Realm", "Destination-Host",
+            "Auth-Application-Id"]  # RFC 6733 sections 8.3.1 and 8.5.1, in this order
+    assert msgs["ASR"][2][:6] == head and msgs["RAR"][2][:7] == [*head, "Re-Auth-Request-Type"]
+    for answer in ("ASA", "RAA"):
+        assert msgs[answer][2][:4] == ["Session-Id", "Result-Code", "Origin-Host", "Origin-Realm"]
