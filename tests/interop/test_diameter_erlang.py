@@ -5,16 +5,26 @@ compiled with ``diameterc`` at test time) does CER, CCR-I/U/T and, on
 remove_transport, DPR.  OTP decodes every answer against the RFC 4006
 grammar, so ``errors=0`` on each CCA means ocsd's answers are well formed to
 an independent stack; tshark checks the same exchange on the wire.
+
+The server-initiated requests (docs/diameter.md, "Server-initiated requests"): the
+client answers ocsd's ASR (account blocked mid-session) and RAR (top-up after a
+grant cut short) and acts as RFC 4006 says (CCR-T, CCR-U), or stays silent so
+ocsd retries once and counts no_answer.  OTP decodes the ASR/RAR against the
+RFC 6733 grammar (``errors=0``), tshark decodes them and their answers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import queue
 import signal
 import subprocess
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -146,3 +156,188 @@ def test_erlang_gy_unknown_subscriber_final_units_out_of_credit(ebin: Path, daem
     assert (broke["result"], broke["mscc_result"], broke["granted_time"]) == ("4012", "4012", "none")
     assert _balance(daemon) == Decimal("0.10") - _charge(78) == Decimal("0.002")
     _check_pcap(pcap, port, ccrs=4)
+
+
+# -- server-initiated requests: ASR and RAR (RFC 6733 8.3, 8.5; RFC 4006 5.5, 5.6) -------------
+
+class _Client:
+    """The OTP client as a running process whose lines can be awaited (the test acts in between)."""
+
+    def __init__(self, ebin: Path, port: int, *steps: str) -> None:
+        self.proc = subprocess.Popen(otp.command(ebin, "ocs_gy_client", str(port), *steps, need=need),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.out: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def until(self, tag: str, timeout: float = 30.0, **fields: str) -> dict[str, str]:
+        """The next line ``tag`` whose fields include ``fields``."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError("client ended:\n" + "\n".join(self.out))
+            self.out.append(line)
+            (got, kv), = otp.parse_lines(line)
+            if got == tag and fields.items() <= kv.items():
+                return kv
+        raise AssertionError(f"no {tag} {fields} within {timeout} s:\n" + "\n".join(self.out))
+
+    def finish(self, timeout: float = 60.0) -> list[tuple[str, dict[str, str]]]:
+        """Every line, once the client exited 0 (after its DPR)."""
+        assert self.proc.wait(timeout=timeout) == 0, "\n".join(self.out)
+        while (line := self._lines.get(timeout=5)) is not None:
+            self.out.append(line)
+        lines = otp.parse_lines("\n".join(self.out))
+        assert [t for t, _ in lines][-2:] == ["down", "done"], self.out
+        return lines
+
+    def kill(self) -> None:
+        """Ends the process if it still runs and closes its pipe (always called)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def _server_requests(pcap: Path, port: int) -> list[dict[str, str]]:
+    """The ASR/RAR/ASA/RAA on the wire, as tshark decodes them."""
+    names = ["tcp.srcport", "diameter.cmd.code", "diameter.flags.request", "diameter.flags.proxyable",
+             "diameter.flags.T", "diameter.applicationId", "diameter.Session-Id", "diameter.Result-Code",
+             "diameter.Auth-Application-Id", "diameter.Re-Auth-Request-Type", "diameter.Destination-Host"]
+    out = _tshark(pcap, port, "-Y", "diameter.cmd.code == 274 || diameter.cmd.code == 258", "-T", "fields",
+                  "-E", "occurrence=f", *(x for n in names for x in ("-e", n)))
+    rows = [dict(zip(names, line.split("\t"), strict=True)) for line in out.splitlines()]
+    for r in rows:
+        r["from_ocsd"] = str(int(r["tcp.srcport"]) == port)
+        for flag in ("diameter.flags.request", "diameter.flags.proxyable", "diameter.flags.T"):
+            r[flag] = str(r[flag] in ("1", "True"))
+    return rows
+
+
+def _cause(d: Daemon, sid: str) -> str:
+    """The termination_cause of the session's record (the flush to PostgreSQL is asynchronous)."""
+    for _ in range(150):
+        rows = json.loads(d.ocsctl("cdr", "export", "--format", "json").stdout)
+        found = [r["termination_cause"] for r in rows if r["session_id"] == sid]
+        if found:
+            return str(found[0])
+        time.sleep(0.1)
+    raise AssertionError(f"no record for {sid}")
+
+
+def test_erlang_block_asr_asa_then_ccr_t_administrative(ebin: Path, daemon: Daemon, tmp_path: Path) -> None:
+    """Block mid-session: ocsd sends ASR, OTP answers ASA 2001 and ends the session with CCR-T."""
+    port = daemon.ports["diameter"]
+    pcap = tmp_path / "erlang-asr.pcap"
+    with _capture(port, pcap):
+        client = _Client(ebin, port, "I,rg=1,rsu=60,called=4930123456", "W,req=asr,usu=20")
+        try:
+            i = client.until("cca", type="1")
+            assert (i["result"], i["granted_time"]) == ("2001", "60"), i
+            sid = i["session"]
+            daemon.ocsctl("account", "block", "alice")
+            asr = client.until("asr")
+            t = client.until("cca", type="3")
+            lines = client.finish()
+        finally:
+            client.kill()
+    assert (asr["session"], asr["retransmitted"], asr["errors"], asr["answer"]) == (sid, "false", "0", "2001")
+    assert (t["result"], t["mscc_result"], t["errors"], t["session"]) == ("2001", "2001", "0", sid)
+    assert [tag for tag, _ in lines].count("asr") == 1  # acknowledged: no retransmission
+    assert _balance(daemon) == Decimal("10.00") - _charge(20) == Decimal("9.95")  # the CCR-T is charged
+    assert _cause(daemon, sid) == "ADMINISTRATIVE"
+    wire = _server_requests(pcap, port)
+    assert [(r["from_ocsd"], r["diameter.cmd.code"], r["diameter.flags.request"]) for r in wire] == [
+        ("True", "274", "True"), ("False", "274", "False")]
+    req, ans = wire
+    assert (req["diameter.flags.proxyable"], req["diameter.flags.T"], req["diameter.applicationId"]) == (
+        "True", "False", "4")
+    assert (req["diameter.Session-Id"], req["diameter.Auth-Application-Id"], req["diameter.Destination-Host"]) == (
+        sid, "4", "pgw.erlang.test")
+    assert (ans["diameter.Session-Id"], ans["diameter.Result-Code"]) == (sid, "2001")
+    _check_pcap(pcap, port, ccrs=2)
+    control = [e for e in daemon.logs() if e.get("event") == "diameter_control"]
+    assert [(e["kind"], e["result"], e["session"], e["peer"]) for e in control] == [
+        ("asr", "acked", sid, "pgw.erlang.test")]
+
+
+def test_erlang_topup_rar_raa_then_ccr_u_larger_grant(ebin: Path, daemon: Daemon, tmp_path: Path) -> None:
+    """A grant cut short by the balance (Final-Unit-Indication), then a top-up: RAR, RAA, CCR-U, more time."""
+    daemon.ocsctl("adjust", "alice", "-9.90", "--reason", "erlang interop rar")  # 0.10 EUR left
+    port = daemon.ports["diameter"]
+    pcap = tmp_path / "erlang-rar.pcap"
+    with _capture(port, pcap):
+        client = _Client(ebin, port, "I,rg=1,rsu=300,called=4930123456", "W,req=rar,usu=10,rsu=300", "T,usu=5")
+        try:
+            i = client.until("cca", type="1")
+            assert (i["result"], i["granted_time"], i["fui"]) == ("2001", "78", "true"), i
+            sid = i["session"]
+            daemon.ocsctl("topup", "alice", "10.00", "--reference", "erlang-rar-topup")
+            rar = client.until("rar")
+            u = client.until("cca", type="2")
+            client.until("cca", type="3", result="2001")
+            client.finish()
+        finally:
+            client.kill()
+    assert (rar["session"], rar["retransmitted"], rar["errors"], rar["answer"]) == (sid, "false", "0", "2001")
+    assert (u["result"], u["mscc_result"], u["errors"], u["session"]) == ("2001", "2001", "0", sid)
+    assert (u["granted_time"], u["fui"]) == ("300", "false")  # the larger grant (78 s before), no longer final
+    assert _balance(daemon) == Decimal("0.10") + Decimal("10.00") - _charge(15)
+    wire = _server_requests(pcap, port)
+    assert [(r["from_ocsd"], r["diameter.cmd.code"], r["diameter.flags.request"]) for r in wire] == [
+        ("True", "258", "True"), ("False", "258", "False")]
+    req, ans = wire
+    assert (req["diameter.flags.proxyable"], req["diameter.applicationId"], req["diameter.Session-Id"]) == (
+        "True", "4", sid)
+    assert (req["diameter.Re-Auth-Request-Type"], req["diameter.Auth-Application-Id"]) == ("0", "4")
+    assert (ans["diameter.Session-Id"], ans["diameter.Result-Code"]) == (sid, "2001")
+    _check_pcap(pcap, port, ccrs=3)
+
+
+def _metric(d: Daemon, line_start: str) -> float:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{d.http_port}/metrics", timeout=5).read().decode()
+    for line in body.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_erlang_silent_client_asr_retried_once_then_no_answer(ebin: Path, daemon: Daemon) -> None:
+    """A client that never answers: one retransmission (T bit) after 5 s, then no_answer is counted."""
+    port = daemon.ports["diameter"]
+    client = _Client(ebin, port, "I,rg=1,rsu=60,called=4930123456", "W,req=asr,answer=none,count=2",
+                     "P,ms=8000", "T,usu=5")  # stays connected while ocsd waits out the retry
+    try:
+        sid = client.until("cca", type="1")["session"]
+        daemon.ocsctl("account", "block", "alice")
+        first = client.until("asr")
+        again = client.until("asr")
+        no_answer = 'ocs_control_requests_total{kind="asr",protocol="diameter",result="no_answer"}'
+        deadline = time.monotonic() + 15
+        while _metric(daemon, no_answer) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _metric(daemon, no_answer) == 1
+        assert _metric(daemon, 'ocs_control_retries_total{kind="asr",protocol="diameter"}') == 1
+        client.until("cca", type="3", result="2001")
+        lines = client.finish()
+    finally:
+        client.kill()
+    assert (first["session"], first["retransmitted"], first["answer"]) == (sid, "false", "none")
+    assert (again["session"], again["retransmitted"], again["answer"]) == (sid, "true", "none")
+    assert 4500 <= int(again["ms"]) - int(first["ms"]) <= 7000  # the 5 s answer timeout
+    assert [tag for tag, _ in lines].count("asr") == 2  # retried once, never a third time
+    control = [e for e in daemon.logs() if e.get("event") == "diameter_control"]
+    assert [(e["kind"], e["result"], e["attempts"]) for e in control] == [("asr", "no_answer", 2)]

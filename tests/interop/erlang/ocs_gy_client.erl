@@ -1,9 +1,15 @@
 %% A Gy (RFC 4006) client on Erlang/OTP's diameter application, for interop
-%% tests of ocsd: CER, CCRs given on the command line, then DPR.
+%% tests of ocsd: CER, CCRs given on the command line, then DPR.  It also
+%% answers the server's RAR and ASR (RFC 6733 sections 8.3 and 8.5) and acts
+%% on them as RFC 4006 says: a CCR-U after a RAR (section 5.5), a CCR-T after
+%% an ASR (section 5.6).
 %%
 %%   erl -noshell -pa OUT -run ocs_gy_client main PORT [STEP ...]
 %%
-%% A STEP is "TYPE,key=value,..." with TYPE one of I, U, T, E and keys
+%% A STEP is "TYPE,key=value,..." with TYPE one of I, U, T, E (send that CCR),
+%% W (wait for a server request) or P (pause, key ms: stay connected that
+%% long, e.g. while the server waits for an answer it will not get).
+%% Keys of I, U, T, E:
 %%   sid     session label (one Session-Id per label, default "s1")
 %%   sub     Subscription-Id-Data, END_USER_E164 (default 4915110000001)
 %%   called  Called-Party-Address in Service-Information/IMS-Information
@@ -14,10 +20,36 @@
 %% CC-Request-Number counts per session from 0.  Without steps the session is
 %% I (rsu=60, called=4930123456), U (usu=61, rsu=60), T (usu=5).
 %%
+%% W waits for the server's RAR or ASR for one of the sessions above.  Keys:
+%%   req     rar or asr: the request expected (default: either)
+%%   answer  the Result-Code of the RAA/ASA (default 2001), or "none": no
+%%           answer at all (handle_request returns discard), for the
+%%           server's retry; then nothing follows the request
+%%   count   how many such requests to wait for (default 1; 2 with
+%%           answer=none sees the server's one retransmission)
+%%   usu     CC-Time reported in the CCR that follows (default 10)
+%%   rsu     CC-Time requested in the CCR-U after a RAR (default 60)
+%%   rg      Rating-Group of that CCR (default 1)
+%%   cause   Termination-Cause of the CCR-T after an ASR (default 4,
+%%           DIAMETER_ADMINISTRATIVE)
+%%   timeout ms to wait for each request (default 30000)
+%% The answer mode of the first W step holds from the start (a request may
+%% come before the client reaches that step); each W step sets its own.
+%% Requests that come while no W step waits are answered and queued for the
+%% next W step.
+%%
 %% Output, one line per event, space-separated key=value:
 %%   cea result=R origin_host=H             capabilities exchange done
 %%   cca type=N number=N result=R mscc_result=R granted_time=N
 %%       validity=N fui=true|false fua=N errors=N session=S
+%%   rar session=S retransmitted=true|false errors=N answer=R|none ms=N
+%%   asr session=S retransmitted=true|false errors=N answer=R|none ms=N
+%%                                          a server request came, ms after
+%%                                          the client started (errors:
+%%                                          decode errors of it against the
+%%                                          RFC 6733 grammar); after an
+%%                                          answered one, the cca line of the
+%%                                          CCR-U or CCR-T it caused
 %%   down                                   the transport is gone (OTP sends
 %%                                          DPR on remove_transport, waits for DPA)
 %%   done                                   everything finished (exit 0)
@@ -38,6 +70,9 @@
 -define(ORIGIN_HOST, <<"pgw.erlang.test">>).
 -define(ORIGIN_REALM, <<"erlang.test">>).
 -define(TIMEOUT, 10000).
+-define(MODE, {?MODULE, answer}).   % persistent_term: how server requests are answered
+-define(MAIN, {?MODULE, main}).     % persistent_term: the process running the steps
+-define(START, {?MODULE, start}).   % persistent_term: monotonic ms at start
 
 main([PortS | Steps]) ->
     try run(list_to_integer(PortS), parse_steps(Steps)) of
@@ -65,6 +100,12 @@ parse_step(S) ->
 kv([K, V]) -> {list_to_atom(K), V}.
 
 run(Port, Steps) ->
+    persistent_term:put(?MAIN, self()),
+    persistent_term:put(?START, erlang:monotonic_time(millisecond)),
+    persistent_term:put(?MODE, case [S || #{type := "W"} = S <- Steps] of
+                                   [W | _] -> answer_mode(W);
+                                   [] -> 2001
+                               end),
     ok = diameter:start(),
     ok = diameter:start_service(?SVC, service()),
     true = diameter:subscribe(?SVC),
@@ -109,6 +150,19 @@ wait_event(F) ->
         error(timeout_waiting_for_event)
     end.
 
+step(#{type := "P"} = Step, Sessions) ->
+    timer:sleep(int(Step, ms)),
+    Sessions;
+step(#{type := "W"} = Step, Sessions) ->
+    persistent_term:put(?MODE, answer_mode(Step)),
+    Want = case maps:get(req, Step, "any") of
+               "rar" -> 'RAR';
+               "asr" -> 'ASR';
+               "any" -> any
+           end,
+    Timeout = list_to_integer(maps:get(timeout, Step, "30000")),
+    lists:foldl(fun(_, Acc) -> server_request(Want, Timeout, Step, Acc) end, Sessions,
+                lists:seq(1, list_to_integer(maps:get(count, Step, "1"))));
 step(#{type := Type} = Step, Sessions) ->
     Label = maps:get(sid, Step, "s1"),
     {Sid, N} = case Sessions of
@@ -123,6 +177,38 @@ step(#{type := Type} = Step, Sessions) ->
             error({no_answer, Type, N, Other})
     end,
     Sessions#{Label => {Sid, N + 1}}.
+
+answer_mode(Step) ->
+    case maps:get(answer, Step, "2001") of
+        "none" -> none;
+        Code -> list_to_integer(Code)
+    end.
+
+%% One RAR/ASR as handle_request reported it, then the CCR it calls for.
+server_request(Want, Timeout, Step, Sessions) ->
+    receive
+        {server_request, Name, Sid, Retransmitted, Errors, Answer, Ms} when Want == any; Want == Name ->
+            out(string:lowercase(atom_to_list(Name)),
+                [{session, Sid}, {retransmitted, Retransmitted}, {errors, Errors}, {answer, Answer},
+                 {ms, Ms - persistent_term:get(?START)}]),
+            follow_up(Name, Sid, Answer, Step, Sessions)
+    after Timeout ->
+        error({no_server_request, Want})
+    end.
+
+follow_up(_Name, _Sid, none, _Step, Sessions) ->
+    Sessions;  % not answered: the client acts as if it never came
+follow_up(Name, Sid, _Answer, Step, Sessions) ->
+    Label = case [L || {L, {S, _}} <- maps:to_list(Sessions), S == Sid] of
+                [L | _] -> L;
+                [] -> error({unknown_session, Sid})
+            end,
+    Common = #{sid => Label, rg => maps:get(rg, Step, "1"), usu => maps:get(usu, Step, "10")},
+    Ccr = case Name of
+              'RAR' -> Common#{type => "U", rsu => maps:get(rsu, Step, "60")};  % RFC 4006 5.5
+              'ASR' -> Common#{type => "T", cause => maps:get(cause, Step, "4")}  % RFC 4006 5.6
+          end,
+    step(Ccr, Sessions).
 
 request_type("I") -> 1;
 request_type("U") -> 2;
@@ -242,4 +328,21 @@ handle_answer(#diameter_packet{msg = Msg, errors = Errors}, _Request, _Svc, _Pee
 
 handle_error(Reason, _Request, _Svc, _Peer) -> {error, Reason}.
 
+%% RAR/ASR from ocsd: answered (Result-Code of the W step, 2001 by default) or,
+%% with answer=none, discarded; the steps' process hears of it either way.
+handle_request(#diameter_packet{header = Hdr, msg = [Name | Avps], errors = Errors}, _Svc, {_Ref, Caps})
+  when Name == 'RAR'; Name == 'ASR' ->
+    #diameter_caps{origin_host = {OH, _}, origin_realm = {OR, _}} = Caps,
+    Sid = maps:get('Session-Id', Avps),
+    Answer = persistent_term:get(?MODE, 2001),
+    persistent_term:get(?MAIN) ! {server_request, Name, Sid, Hdr#diameter_header.is_retransmitted,
+                                  length(Errors), Answer, erlang:monotonic_time(millisecond)},
+    case Answer of
+        none ->
+            discard;
+        Code ->
+            Ans = case Name of 'RAR' -> 'RAA'; 'ASR' -> 'ASA' end,
+            {reply, [Ans, {'Session-Id', Sid}, {'Result-Code', Code}, {'Origin-Host', OH},
+                     {'Origin-Realm', OR}]}
+    end;
 handle_request(_Pkt, _Svc, _Peer) -> discard.
