@@ -27,7 +27,7 @@ from ocs.model import ChargingCore
 
 log = structlog.get_logger("ocs.diameter")
 
-ANSWER_TIMEOUT = 5.0  # seconds per attempt of an ASR/RAR (spec section 9); one retry after it
+ANSWER_TIMEOUT = 5.0  # seconds per attempt of an ASR/RAR (docs/diameter.md); one retry after it
 
 
 class DiameterServer:
