@@ -43,22 +43,25 @@ log = structlog.get_logger("ocs.flush")
 MAX_BACKOFF = 5.0
 CLAIM_IDLE_MS = 60_000
 
-async def _write_or_bisect(pool: asyncpg.Pool, entries: list[Entry]) -> list[tuple[Entry, str]]:
+async def _write_or_bisect(pool: asyncpg.Pool, entries: list[Entry],
+                           alerts: list[tuple[str, str]]) -> list[tuple[Entry, str]]:
     """Write ``entries``; returns the ones PostgreSQL refused even alone, with the error.
 
     Each half is its own transaction, so what can be written is committed and only the refused
     records are left.  A connection failure (:data:`POSTGRES_DOWN`) propagates: the caller backs
-    off and nothing is acknowledged.
+    off and nothing is acknowledged.  The (event, channel) of alerts queued by committed halves
+    are appended to ``alerts``.
     """
     try:
         async with pool.acquire() as conn:
-            await write_batch(conn, entries)
+            alerts += await write_batch(conn, entries)
         return []
     except POSTGRES_REFUSED as exc:
         if len(entries) == 1:
             return [(entries[0], f"{type(exc).__name__}: {exc}")]
         mid = len(entries) // 2
-        return [*await _write_or_bisect(pool, entries[:mid]), *await _write_or_bisect(pool, entries[mid:])]
+        return [*await _write_or_bisect(pool, entries[:mid], alerts),
+                *await _write_or_bisect(pool, entries[mid:], alerts)]
 
 
 def _str(value: bytes) -> str:
@@ -147,8 +150,9 @@ class Flusher:
         entries = await self._read()
         if not entries:
             return 0
+        alerts: list[tuple[str, str]] = []
         try:
-            refused = await _write_or_bisect(self.pool, entries)
+            refused = await _write_or_bisect(self.pool, entries, alerts)
             if refused:
                 await self._dead_letter(refused)
             if self.after_commit is not None:
@@ -158,6 +162,8 @@ class Flusher:
             raise
         await self._ack(entries)
         self.metrics.flushed.inc(len(entries) - len(refused))
+        for event, channel in alerts:  # committed: each is in the outbox once (docs/alerts.md)
+            self.metrics.child(self.metrics.alerts, event, channel, "queued").inc()
         return len(entries)
 
     async def _dead_letter(self, refused: list[tuple[Entry, str]]) -> None:

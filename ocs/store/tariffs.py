@@ -9,6 +9,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from ocs.model import Service
 from ocs.rating.tariff import BandInterval, RateRow, Tariff
+from ocs.store.alert_detect import queue_rate_change
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 _LOCK = 0x0C5D_7A21
@@ -23,7 +24,8 @@ async def import_version(conn: Conn, name: str, currency: str, timezone: str, ro
     """Store ``rows`` and ``bands`` as the next version of ``name``; returns the version.
 
     One transaction: a failure leaves the previous version current and nothing
-    half-written.  Rows go in with COPY (100k rows in about a second).
+    half-written.  Rows go in with COPY (100k rows in about a second).  The rate-change alerts of
+    the tariff's accounts are queued in the same transaction (docs/alerts.md).
     """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK, name)
@@ -51,6 +53,7 @@ async def import_version(conn: Conn, name: str, currency: str, timezone: str, ro
         await conn.execute(
             "UPDATE tariffs SET current_version = $2, currency = $3, timezone = $4 WHERE name = $1",
             name, version, currency, timezone)
+        await queue_rate_change(conn, name, version)
     return version
 
 

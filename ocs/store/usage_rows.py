@@ -1,6 +1,8 @@
 """Usage records and CDRs from the stream as PostgreSQL rows, written idempotently in one transaction.
 
-Shared by the flusher and by ``ocsctl usage retry`` (a dead letter is written the same way).
+Shared by the flusher and by ``ocsctl usage retry`` (a dead letter is written the same way).  The
+statement that inserts the usage rows also queues the alerts they raise
+(:mod:`ocs.store.alert_detect`): same transaction, no extra statement.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+
+from ocs.store.alert_detect import USAGE_RETURNING, usage_insert_with_alerts
 
 Entry = tuple[str, str, dict[str, str]]  # stream, entry id, fields
 
@@ -46,8 +50,8 @@ _COLLIST = {"usage": ", ".join(USAGE_COLS), "cdrs": ", ".join(CDR_COLS)}
 # A usage record is written once: a replay inserts nothing.  A CDR is the latest state of its session:
 # the highest revision wins (a session charged again after it closed), a replay changes nothing.
 _MOVE = {
-    "usage": f"INSERT INTO usage ({_COLLIST['usage']}) SELECT {_COLLIST['usage']} FROM _in_usage"
-             " ON CONFLICT (record_id) DO NOTHING",
+    "usage": usage_insert_with_alerts(f"INSERT INTO usage ({_COLLIST['usage']}) SELECT {_COLLIST['usage']}"
+                                      " FROM _in_usage ON CONFLICT (record_id) DO NOTHING", USAGE_RETURNING),
     "cdrs": f"INSERT INTO cdrs ({_COLLIST['cdrs']})"
             f" SELECT DISTINCT ON (record_id) {_COLLIST['cdrs']} FROM _in_cdrs ORDER BY record_id, revision DESC"
             " ON CONFLICT (record_id) DO UPDATE SET "
@@ -56,9 +60,13 @@ _MOVE = {
 }
 
 
-async def write_batch(conn: asyncpg.Connection | PoolConnectionProxy, entries: list[Entry]) -> None:
-    """Write a batch idempotently in one transaction (COPY into temp tables, then ON CONFLICT)."""
+async def write_batch(conn: asyncpg.Connection | PoolConnectionProxy, entries: list[Entry]) -> list[tuple[str, str]]:
+    """Write a batch idempotently in one transaction (COPY into temp tables, then ON CONFLICT).
+
+    Returns the (event, channel) of each alert the new usage rows queued (for ``ocs_alerts_total``).
+    """
     usage, cdrs = to_rows(entries)
+    alerts: list[tuple[str, str]] = []
     async with conn.transaction():
         for table, cols, rows in (("usage", USAGE_COLS, usage), ("cdrs", CDR_COLS, cdrs)):
             if not rows:
@@ -67,4 +75,8 @@ async def write_batch(conn: asyncpg.Connection | PoolConnectionProxy, entries: l
             await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp}"
                                f" (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
             await conn.copy_records_to_table(tmp, records=rows, columns=list(cols))
-            await conn.execute(_MOVE[table])
+            if table == "usage":
+                alerts = [(r[0], r[1]) for r in await conn.fetch(_MOVE[table])]
+            else:
+                await conn.execute(_MOVE[table])
+    return alerts
