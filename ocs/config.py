@@ -168,7 +168,14 @@ class SmtpConfig:
 
 @dataclass(frozen=True)
 class AlertsConfig:
+    """Alerts to people (docs/alerts.md): the webhook signature key and the outbox's retry schedule."""
+
     webhook_secret: str = ""  # HMAC-SHA256 key of X-OCS-Signature on webhook alerts
+    webhook_timeout_seconds: int = 10  # connect + answer, per POST
+    poll_seconds: int = 2  # how often a node looks for due deliveries
+    retry_base_seconds: int = 30  # first retry after this, doubling per failed attempt
+    retry_max_seconds: int = 3600  # the back-off stops growing here
+    max_attempts: int = 0  # give a delivery up (failed, kept, requeueable) after this many; 0 = never
 
 
 @dataclass(frozen=True)
@@ -272,6 +279,14 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("charging.shards: must be at least 1")
     if cfg.charging.max_grant_seconds < 1:
         raise ConfigError("charging.max_grant_seconds: must be at least 1")
+    for key, value in (("smtp.timeout_seconds", cfg.smtp.timeout_seconds),
+                       ("alerts.webhook_timeout_seconds", cfg.alerts.webhook_timeout_seconds),
+                       ("alerts.poll_seconds", cfg.alerts.poll_seconds),
+                       ("alerts.retry_base_seconds", cfg.alerts.retry_base_seconds)):
+        if value < 1:
+            raise ConfigError(f"{key}: must be at least 1")
+    if cfg.alerts.retry_max_seconds < cfg.alerts.retry_base_seconds:
+        raise ConfigError("alerts.retry_max_seconds: must not be below alerts.retry_base_seconds")
 
 
 def split_hostport(addr: str) -> tuple[str, int]:
