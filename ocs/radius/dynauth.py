@@ -303,6 +303,9 @@ class DynAuthClient:
         family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
         transport = await self._transport(family)
         ident = await self._ident(dest)
+        if self._closed:  # closed while this one waited for a free Identifier
+            self._release(dest, ident)
+            return ControlResult(Ack.NO_ANSWER, detail="ocsd is stopping")
         stamp = codec.integer_attribute(codec.EVENT_TIMESTAMP, int(time.time()) & 0xFFFFFFFF)
         packet = build_request(code, ident, secret, [*attributes, stamp])
         flight = _InFlight(code, packet[4:20], secret, asyncio.get_running_loop().create_future())

@@ -209,15 +209,18 @@ class RadiusServer:
         return f"{nas}|{asid}" if asid else cls._hold_key(nas, pkt)
 
     @staticmethod
-    def _nas(pkt: codec.Packet, addr: tuple[str, int]) -> str:
-        """The NAS identity qualifying session keys; ``|`` escaped so the key splits unambiguously."""
-        nas = pkt.wire(codec.NAS_IDENTIFIER) or pkt.address(codec.NAS_IP_ADDRESS) or addr[0]
+    def _nas(pkt: codec.Packet, addr: tuple[str, int], nas_ip: str) -> str:
+        """The NAS identity qualifying session keys; ``|`` escaped so the key splits unambiguously.
+
+        ``nas_ip`` is the request's NAS-IP-Address, read once by the caller (reach needs it too).
+        """
+        nas = pkt.wire(codec.NAS_IDENTIFIER) or nas_ip or addr[0]
         return nas.replace("|", "\\x7c")
 
     @staticmethod
-    def _reach(pkt: codec.Packet, addr: tuple[str, int]) -> str:
+    def _reach(pkt: codec.Packet, addr: tuple[str, int], nas_ip: str) -> str:
         """``source,NAS-IP-Address,User-Name``: kept on the session for a Disconnect/CoA (:class:`dynauth.Reach`)."""
-        return f"{addr[0]},{pkt.address(codec.NAS_IP_ADDRESS)},{pkt.wire(codec.USER_NAME)}"
+        return f"{addr[0]},{nas_ip},{pkt.wire(codec.USER_NAME)}"
 
     async def _access(self, client: Client, pkt: codec.Packet, addr: tuple[str, int]) -> bytes | None:
         if pkt.raw_attr(codec.MESSAGE_AUTHENTICATOR) is not None:
@@ -229,14 +232,15 @@ class RadiusServer:
             return None
         user, calling, called = pkt.text(codec.USER_NAME), pkt.wire(codec.CALLING_STATION_ID), \
             pkt.text(codec.CALLED_STATION_ID)
-        nas = self._nas(pkt, addr)
+        nas_ip = pkt.address(codec.NAS_IP_ADDRESS)
+        nas = self._nas(pkt, addr, nas_ip)
         session = self._session_key(pkt, nas)
         req = ChargeRequest(
             subscriber=user or calling, session=session, request_number=m.auth_request_number(pkt.authenticator),
             service=Service.VOICE, destination=called, event_time=datetime.now(UTC),
             requested_units=self.cfg.charging.max_grant_seconds, protocol="radius", origin=nas, calling=calling,
             password_check=self._password_check(pkt, client.secret), hold_seconds=self.cfg.radius.start_timeout_seconds,
-            reach=self._reach(pkt, addr))
+            reach=self._reach(pkt, addr, nas_ip))
         out = await self.core.initiate(req)
         if out.status is Status.GRANTED:
             attrs = [codec.integer_attribute(codec.SESSION_TIMEOUT, out.granted_units)]
@@ -275,18 +279,20 @@ class RadiusServer:
         except ValueError:
             self._drop("unknown_status")
             return None
-        nas = self._nas(pkt, addr)
+        nas_ip = pkt.address(codec.NAS_IP_ADDRESS)
+        nas = self._nas(pkt, addr, nas_ip)
         delay = pkt.integer(codec.ACCT_DELAY_TIME) or 0
         when = datetime.now(UTC) - timedelta(seconds=delay)
         if m.VERB_OF[status] == "terminate_origin":
             n = await self.core.terminate_origin(nas, m.ORIGIN_CAUSE[status])
             log.info("accounting_on_off", nas=nas, status=status.name, settled=n)
         else:
-            await self._session_accounting(pkt, status, nas, when, addr)
+            reach = self._reach(pkt, addr, nas_ip) if status is m.AcctStatus.START else ""  # kept by a Start that opens
+            await self._session_accounting(pkt, status, nas, when, reach)
         return codec.accounting_response(pkt, client.secret)
 
     async def _session_accounting(self, pkt: codec.Packet, status: m.AcctStatus, nas: str, when: datetime,
-                                  addr: tuple[str, int]) -> None:
+                                  reach: str) -> None:
         user, calling, called = pkt.text(codec.USER_NAME), pkt.wire(codec.CALLING_STATION_ID), \
             pkt.text(codec.CALLED_STATION_ID)
         sid = self._session_key(pkt, nas)
@@ -296,8 +302,7 @@ class RadiusServer:
             subscriber=user or calling, session=sid, request_number=m.request_number(status, t),
             service=Service.VOICE, destination=called, event_time=when, used_units=t, used_is_total=True,
             requested_units=self.cfg.charging.max_grant_seconds, protocol="radius", origin=nas, calling=calling,
-            termination_cause=cause, hold_seconds=self.call_hold,
-            reach=self._reach(pkt, addr) if status is m.AcctStatus.START else "")  # kept only by a Start that opens
+            termination_cause=cause, hold_seconds=self.call_hold, reach=reach)
         verb = m.VERB_OF[status]
         out: Outcome | None = None
         if verb == "bind":
