@@ -18,6 +18,8 @@ have python3 || need_pkgs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 redis_up || have redis-server || need_pkgs+=(redis-server)
 pg_up || have pg_ctlcluster || need_pkgs+=(postgresql)
+have pdftotext || need_pkgs+=(poppler-utils)   # tests read the invoice PDFs back
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_pkgs+=(fonts-dejavu-core)   # invoice PDFs
 if [ "${OCS_WITH_INTEROP:-0}" = "1" ]; then
   have radclient || need_pkgs+=(freeradius-utils)
   have erlc || need_pkgs+=(erlang-base erlang-dev)
@@ -52,5 +54,5 @@ stamp=.venv/.ocs-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
   .venv/bin/pip install -q -e '.[dev]' 2>&1 | grep -v -E '^(WARNING|  |$)' || true
-  .venv/bin/python -c 'import ocs, pyrad, diameter, redis, asyncpg, aiosmtplib, httpx, aiosmtpd' && touch "$stamp"
+  .venv/bin/python -c 'import ocs, pyrad, diameter, redis, asyncpg, aiosmtplib, httpx, aiosmtpd, reportlab' && touch "$stamp"
 fi
