@@ -44,8 +44,6 @@ async def redeem(conn: Conn, redis: Redis, keys: Keys, pepper: bytes, pin: str, 
     row = await accounts_db.get(conn, account_id)
     if row is None:
         raise PinRefused(f"unknown account {account_id!r}")
-    # the balance script needs the account hash; this also re-applies rows an earlier crash left pending
-    await provision.sync_account(redis, keys, row, await accounts_db.aliases(conn, account_id))
     try:
         async with conn.transaction():
             v = _checked(await conn.fetchrow(
@@ -61,6 +59,8 @@ async def redeem(conn: Conn, redis: Redis, keys: Keys, pepper: bytes, pin: str, 
                                v["id"], account_id, ledger_id)
     except asyncpg.UniqueViolationError:
         raise PinRefused("the voucher's ledger reference is already taken by another operation") from None
+    # the balance script needs the account hash (written after the PIN checks: a refused guess writes nothing)
+    await provision.sync_account(redis, keys, row, await accounts_db.aliases(conn, account_id))
     control = await credit.apply_credit(conn, redis, keys, account_id, v["value"])
     return Redeemed(v["lot"], v["serial"], account_id, v["value"], v["currency"].strip(), ref, control)
 
