@@ -12,6 +12,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from ocs.rating.tariff import RateRow
+from ocs.store import tariffs
+
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent / "ocsctl"
 RATES = "prefix,destination,rate,connect_fee,first_increment,next_increment\n49,Germany,0.06,0.02,30,6\n"
@@ -19,8 +22,8 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def ctl(tmp_path: Path, pg_dsn: str, key_prefix: str, pg: asyncpg.Connection,
-        redis_client: aioredis.Redis) -> tuple[Run, Path]:
+async def ctl(tmp_path: Path, pg_dsn: str, key_prefix: str, pg: asyncpg.Connection,
+              redis_client: aioredis.Redis) -> tuple[Run, Path]:
     cfg = tmp_path / "ocs.toml"
     cfg.write_text(f'[redis]\nkey_prefix = "{key_prefix}"\n[postgres]\ndsn = "{pg_dsn}"\n'
                    '[alerts]\nwebhook_secret = "k"\n')
@@ -32,8 +35,8 @@ def ctl(tmp_path: Path, pg_dsn: str, key_prefix: str, pg: asyncpg.Connection,
         return res
 
     (tmp_path / "rates.csv").write_text(RATES)
-    run("tariff", "import", "t", str(tmp_path / "rates.csv"), "--currency", "EUR")
-    run("account", "create", "a1", "--currency", "EUR", "--tariff", "t")
+    await tariffs.import_version(pg, "t", "EUR", "UTC", [RateRow("49", "Germany", 60_000, 20_000, 30, 6, line=2)], [])
+    await pg.execute("INSERT INTO accounts (id, type, currency, tariff) VALUES ('a1', 'prepaid', 'EUR', 't')")
     return run, tmp_path
 
 
@@ -77,16 +80,17 @@ def test_unknown_account_is_refused(ctl: tuple[Run, Path]) -> None:
     assert "no such failed delivery" in _one_line(run("alert", "retry", "12345", ok=1))
 
 
-def test_tariff_import_queues_rate_change_only_when_prices_change(ctl: tuple[Run, Path],
-                                                                   pg: asyncpg.Connection) -> None:
+async def test_tariff_import_queues_rate_change_only_when_prices_change(ctl: tuple[Run, Path],
+                                                                         pg: asyncpg.Connection) -> None:
     run, tmp = ctl
     run("alert", "set", "a1", "--email", "a1@example.com")
-    run("account", "create", "a2", "--currency", "EUR", "--tariff", "t")  # no address: nothing for it
-    run("tariff", "import", "t", str(tmp / "rates.csv"))  # the same prices
+    await pg.execute("INSERT INTO accounts (id, type, currency, tariff) VALUES ('a2', 'prepaid', 'EUR', 't')")
+    run("tariff", "import", "t", str(tmp / "rates.csv"))  # the same prices: nothing
     assert json.loads(run("alert", "outbox", "--json").stdout)["count"] == 0
     (tmp / "new.csv").write_text(RATES.replace("0.06", "0.07"))
     run("tariff", "import", "t", str(tmp / "new.csv"))
-    doc = json.loads(run("alert", "outbox", "--account", "a1", "--status", "pending", "--json").stdout)
+    doc = json.loads(run("alert", "outbox", "--status", "pending", "--json").stdout)
     assert [(d["event"], d["account"], d["channel"], d["target"], d["status"]) for d in doc["deliveries"]] == [
-        ("rate_change", "a1", "email", "a1@example.com", "pending")]
+        ("rate_change", "a1", "email", "a1@example.com", "pending")]  # a2 has no address: nothing for it
+    assert json.loads(run("alert", "outbox", "--account", "a2", "--json").stdout)["count"] == 0
     assert "rate_change  a1  email a1@example.com  pending" in run("alert", "outbox").stdout

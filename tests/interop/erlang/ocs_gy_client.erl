@@ -24,7 +24,10 @@
 %%   req     rar or asr: the request expected (default: either)
 %%   answer  the Result-Code of the RAA/ASA (default 2001), or "none": no
 %%           answer at all (handle_request returns discard), for the
-%%           server's retry; then nothing follows the request
+%%           server's retry.  A 3xxx code is answered as a protocol
+%%           error (E bit, OTP's answer-message).  Only after 2001 or 2002
+%%           does the CCR below follow; after another code (5002: "no such
+%%           session here", 5012, ...) or none the session stays as it was
 %%   count   how many such requests to wait for (default 1; 2 with
 %%           answer=none sees the server's one retransmission)
 %%   usu     CC-Time reported in the CCR that follows (default 10)
@@ -38,6 +41,17 @@
 %% Requests that come while no W step waits are answered and queued for the
 %% next W step.
 %%
+%% Examples (what the tests run; the server acts between the lines):
+%%   ... main 3868 I,rg=1,rsu=60,called=4930123456 W,req=asr,usu=20
+%%       CCR-I; wait for an ASR, ASA 2001, CCR-T reporting 20 s (cause 4)
+%%   ... main 3868 I,rg=1,rsu=300,called=4930123456 W,req=rar,usu=10,rsu=300 T,usu=5
+%%       CCR-I; wait for a RAR, RAA 2001, CCR-U (10 s used, 300 asked); CCR-T
+%%   ... main 3868 I,rg=1,rsu=60,called=4930123456 W,req=asr,answer=none,count=2 P,ms=8000 T,usu=5
+%%       never answer: see the ASR and its retransmission (T bit), stay
+%%       connected 8 s while the server gives up, then end the session
+%%   ... main 3868 I,rg=1,rsu=60,called=4930123456 W,req=asr,answer=5002 T,usu=5
+%%       answer ASA 5002 (no CCR-T follows it), then end the session
+%%
 %% Output, one line per event, space-separated key=value:
 %%   cea result=R origin_host=H             capabilities exchange done
 %%   cca type=N number=N result=R mscc_result=R granted_time=N
@@ -47,9 +61,9 @@
 %%                                          a server request came, ms after
 %%                                          the client started (errors:
 %%                                          decode errors of it against the
-%%                                          RFC 6733 grammar); after an
-%%                                          answered one, the cca line of the
-%%                                          CCR-U or CCR-T it caused
+%%                                          RFC 6733 grammar); after one
+%%                                          answered 2001/2002, the cca line
+%%                                          of the CCR-U or CCR-T it caused
 %%   down                                   the transport is gone (OTP sends
 %%                                          DPR on remove_transport, waits for DPA)
 %%   done                                   everything finished (exit 0)
@@ -196,9 +210,7 @@ server_request(Want, Timeout, Step, Sessions) ->
         error({no_server_request, Want})
     end.
 
-follow_up(_Name, _Sid, none, _Step, Sessions) ->
-    Sessions;  % not answered: the client acts as if it never came
-follow_up(Name, Sid, _Answer, Step, Sessions) ->
+follow_up(Name, Sid, Answer, Step, Sessions) when Answer == 2001; Answer == 2002 ->
     Label = case [L || {L, {S, _}} <- maps:to_list(Sessions), S == Sid] of
                 [L | _] -> L;
                 [] -> error({unknown_session, Sid})
@@ -208,7 +220,9 @@ follow_up(Name, Sid, _Answer, Step, Sessions) ->
               'RAR' -> Common#{type => "U", rsu => maps:get(rsu, Step, "60")};  % RFC 4006 5.5
               'ASR' -> Common#{type => "T", cause => maps:get(cause, Step, "4")}  % RFC 4006 5.6
           end,
-    step(Ccr, Sessions).
+    step(Ccr, Sessions);
+follow_up(_Name, _Sid, _Answer, _Step, Sessions) ->
+    Sessions.  % not answered, or refused: the client acts as if it never came
 
 request_type("I") -> 1;
 request_type("U") -> 2;
@@ -340,6 +354,8 @@ handle_request(#diameter_packet{header = Hdr, msg = [Name | Avps], errors = Erro
     case Answer of
         none ->
             discard;
+        Code when 3000 =< Code, Code < 4000 ->
+            {protocol_error, Code};  % answer-message with the E bit (RFC 6733 section 7.1.3)
         Code ->
             Ans = case Name of 'RAR' -> 'RAA'; 'ASR' -> 'ASA' end,
             {reply, [Ans, {'Session-Id', Sid}, {'Result-Code', Code}, {'Origin-Host', OH},
