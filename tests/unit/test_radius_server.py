@@ -261,7 +261,10 @@ async def test_disconnect_and_coa_go_to_the_session_nas_only_when_its_client_has
             unknown = await server.disconnect("10.9.9.9|x", "10.9.9.9,,alice")
             assert unknown.ack.value == "not_enabled" and "10.9.9.9" in unknown.detail
             assert (await server.disconnect("gw|x", "")).ack.value == "not_enabled"
+            bad_ip = await server.disconnect("gw|x", "127.0.0.5,not-an-address,alice")
+            assert bad_ip.ack.value == "refused" and "cannot build" in bad_ip.detail
             assert len(nas.received) == 2  # nothing sent for those
+            assert server.dynauth.schedule == (1.0, 2.0, 2.0)  # spec section 9: retries after 1 s and 2 s
             # the client table in force is the one asked: a reload that turns coa off is obeyed
             server.reload_clients((RadiusClient(address="127.0.0.0/8", name="gw"),))
             assert (await server.disconnect("127.0.0.1|call-1", "127.0.0.5,127.0.0.1,alice")).ack.value == \
