@@ -27,8 +27,8 @@ from ocs.rating.tariff import RateRow
 from ocs.store import alerts_db, tariffs
 from ocs.store.alerts_db import Settings
 from ocs.store.flush import Flusher
-from tests.integration.test_alert_detection import pg_account
 from tests.support.alert_sinks import HttpSink, SmtpSink
+from tests.support.alerts import pg_account
 from tests.support.balance import provision, voice
 from tests.support.daemon import free_port
 

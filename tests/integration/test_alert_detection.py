@@ -11,26 +11,14 @@ import redis.asyncio as aioredis
 from ocs.charging import Charging
 from ocs.metrics import Metrics
 from ocs.model import Status
-from ocs.store import alerts_db
-from ocs.store.alerts_db import Settings
 from ocs.store.flush import Flusher
+from tests.support.alerts import pg_account
 from tests.support.balance import provision, voice
 
 pytestmark = pytest.mark.integration
 
 MAIL = "ops@example.com"
 HOOK = "http://127.0.0.1:9/hook"
-
-
-async def pg_account(pg: asyncpg.Connection, account: str, *, postpaid: bool = False, credit_limit: int = 0,
-                     **settings: object) -> None:
-    """The PostgreSQL side of an account the core knows from Redis (alert settings reference it)."""
-    await pg.execute("INSERT INTO tariffs (name, currency, timezone, current_version) VALUES ('t', 'EUR', 'UTC', 1)"
-                     " ON CONFLICT DO NOTHING")
-    await pg.execute("INSERT INTO accounts (id, type, currency, tariff, credit_limit) VALUES ($1, $2, 'EUR', 't', $3)",
-                     account, "postpaid" if postpaid else "prepaid", credit_limit)
-    if settings:
-        await alerts_db.put_settings(pg, Settings(account, **settings))  # type: ignore[arg-type]
 
 
 async def outbox(pg: asyncpg.Connection) -> list[tuple[str, str, str, str]]:
