@@ -40,14 +40,19 @@ async def test_import_that_changes_prices_alerts_each_account_on_the_tariff_once
     assert await pg.fetchval("SELECT count(*) FROM alert_outbox") == 0
     assert await pg.fetchval("SELECT count(*) FROM tariff_changes") == 0
 
+    # the account's own e-mail (customer data) is used when it has no alert address
+    await pg.execute("UPDATE accounts SET email = 'a1-own@example.com' WHERE id = 'a1'")
+    await pg.execute("INSERT INTO accounts (id, type, currency, tariff, email) VALUES"
+                     " ('a4', 'prepaid', 'EUR', 't', 'a4-own@example.com')")
     v4 = [RateRow("49", "Germany", 70_000, 20_000, 30, 6, line=2), RateRow("33", "France", 50_000, line=3),
           RateRow("1", "USA", 10_000, line=4)]
     assert await _import(pg, v4) == 4
     rows = await pg.fetch("SELECT event, account_id, subject, channel, target, payload FROM alert_outbox"
                           " ORDER BY account_id")
     assert [(r["event"], r["account_id"], r["subject"], r["channel"], r["target"]) for r in rows] == [
-        ("rate_change", "a1", "t:4", "email", "a1@example.com"),
-        ("rate_change", "a2", "t:4", "webhook", "http://127.0.0.1:9/h")]  # a3: no address; b1: other tariff
+        ("rate_change", "a1", "t:4", "email", "a1@example.com"),  # the alert address wins
+        ("rate_change", "a2", "t:4", "webhook", "http://127.0.0.1:9/h"),
+        ("rate_change", "a4", "t:4", "email", "a4-own@example.com")]  # a3: no address; b1: other tariff
     assert json.loads(rows[0]["payload"]) == {"tariff": "t", "version": 4, "previous_version": 3, "currency": "EUR"}
     change = await pg.fetchrow("SELECT total, changes, notes FROM tariff_changes WHERE tariff = 't' AND version = 4")
     listed = json.loads(change["changes"])
@@ -56,7 +61,7 @@ async def test_import_that_changes_prices_alerts_each_account_on_the_tariff_once
         ("1", None, 10_000), ("44", 30_000, None), ("49", 60_000, 70_000)]
 
     assert await _import(pg, v4) == 5  # imported twice: the second changes nothing
-    assert await pg.fetchval("SELECT count(*) FROM alert_outbox") == 2
+    assert await pg.fetchval("SELECT count(*) FROM alert_outbox") == 3
 
 
 async def test_increments_and_bands_count_as_price_changes(pg: asyncpg.Connection) -> None:
