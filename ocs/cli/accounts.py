@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import uuid
 from typing import Any
@@ -11,8 +10,10 @@ from typing import Any
 import asyncpg
 
 from ocs import money
-from ocs.billing import credit
-from ocs.cli.context import Context, Refused, add_json, emit
+from ocs.billing import credit, customers
+from ocs.billing.errors import Refused as BillingRefused
+from ocs.cli import billing_accounts
+from ocs.cli.context import Context, Refused, add_json
 from ocs.control.dispatch import Dispatched, Dispatcher
 from ocs.store import accounts_db, provision
 from ocs.store.control_bus import ControlBus
@@ -31,6 +32,7 @@ def register(sub: Any) -> None:
     p.add_argument("--credit-limit", default="0")
     p.add_argument("--alias", action="append", default=[])
     p.add_argument("--password")
+    billing_accounts.add_profile_options(p, create=True)
     add_json(p)
     p.set_defaults(func=create_cmd)
     for verb, func in (("show", show_cmd), ("block", block_cmd), ("unblock", unblock_cmd)):
@@ -44,6 +46,7 @@ def register(sub: Any) -> None:
     p.add_argument("--kind", choices=KINDS)
     add_json(p)
     p.set_defaults(func=alias_cmd)
+    billing_accounts.register(asub)  # set, list, import, export (docs/billing.md)
     p = sub.add_parser("topup", help="credit an account (idempotent by --reference)")
     p.add_argument("id")
     p.add_argument("amount")
@@ -57,17 +60,6 @@ def register(sub: Any) -> None:
     p.add_argument("--reference")
     add_json(p)
     p.set_defaults(func=adjust_cmd)
-
-
-def alias_kind(value: str) -> str:
-    low = value.lower()
-    if low.startswith(("sip:", "sips:", "tel:")):
-        return "sip"
-    if "@" in value:
-        return "nai"
-    if value.lstrip("+").isdigit():
-        return "msisdn"
-    return "other"
 
 
 def _amount(raw: str, field: str, *, allow_negative: bool) -> int:
@@ -97,53 +89,27 @@ async def _sync(ctx: Context, account_id: str) -> asyncpg.Record:
 
 
 async def _add_alias(conn: asyncpg.Connection, account_id: str, value: str, kind: str | None) -> None:
-    owner = await accounts_db.alias_owner(conn, value)
-    if owner is not None:
-        raise Refused(f"alias {value!r} already belongs to account {owner!r}")
-    await accounts_db.add_alias(conn, account_id, value, kind or alias_kind(value))
-
-
-ACCOUNT_ID = re.compile(r"[^\s\x00-\x1f\x7f]{1,128}")  # printable, no blanks: it is part of Redis keys and CSV
+    try:
+        await customers.add_alias(conn, account_id, value, kind)
+    except BillingRefused as exc:
+        raise Refused(str(exc)) from None
 
 
 async def create_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
-    if not ACCOUNT_ID.fullmatch(args.id):
-        raise Refused(f"account id {args.id!r}: 1-128 printable characters without blanks")
-    conn = await ctx.pg()
-    limit = _amount(args.credit_limit, "--credit-limit", allow_negative=False)
-    if limit and not args.postpaid:
-        raise Refused("--credit-limit needs --postpaid")
-    tariff_currency = await accounts_db.tariff_currency(conn, args.tariff)
-    if tariff_currency is None:
-        raise Refused(f"unknown tariff {args.tariff!r}")
-    currency = args.currency.upper()
-    if tariff_currency != currency:
-        raise Refused(f"--currency {currency} does not match tariff {args.tariff} ({tariff_currency})")
-    if await accounts_db.exists(conn, args.id):
-        raise Refused(f"account {args.id!r} already exists")
-    async with conn.transaction():
-        await accounts_db.insert(conn, args.id, "postpaid" if args.postpaid else "prepaid", currency, args.tariff,
-                                 limit, args.password)
-        for value in args.alias:
-            await _add_alias(conn, args.id, value, None)
+    """Validation and the insert are the service's (docs/billing.md), shared with ``account import``."""
+    try:
+        profile = billing_accounts.profile_of(args)
+        new = customers.NewAccount(args.id, args.currency, args.tariff, args.postpaid, tuple(args.alias), profile)
+        await customers.create(await ctx.pg(), new)
+    except BillingRefused as exc:
+        raise billing_accounts.refused(exc) from None
     await _sync(ctx, args.id)
     return await _show(ctx, args.id, f"account {args.id} created")
 
 
 async def _show(ctx: Context, account_id: str, headline: str = "",
                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    row = await _row(ctx, account_id)
-    raw = await (await ctx.redis()).hmget(ctx.keys.account(account_id), "bal", "rsv")
-    bal, rsv = (int(v or 0) for v in raw)
-    cl = int(row["credit_limit"])
-    avail = max(0, bal + (cl if row["type"] == "postpaid" else 0) - rsv)
-    doc = {"id": row["id"], "type": row["type"], "currency": row["currency"].strip(), "tariff": row["tariff"],
-           "status": row["status"], "balance": money.format(bal), "reserved": money.format(rsv),
-           "available": money.format(avail), "credit_limit": money.format(cl),
-           "aliases": await _aliases(ctx, account_id), **(extra or {})}
-    text = "\n".join([headline] * bool(headline) + [f"{k}: {v}" for k, v in doc.items()])
-    emit(ctx, doc, text)
-    return doc
+    return await billing_accounts.show(ctx, account_id, headline, extra)
 
 
 async def show_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
