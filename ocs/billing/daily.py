@@ -28,7 +28,7 @@ import structlog
 from redis.asyncio import Redis
 
 from ocs import config
-from ocs.billing import fees
+from ocs.billing import dunning, fees
 from ocs.store.keys import Keys
 from ocs.store.provision import Conn
 
@@ -59,9 +59,18 @@ async def fees_step(day: Day) -> str:
     return f"{len(done.posted)} fees posted{unapplied}"
 
 
+async def dunning_step(day: Day) -> str:
+    """Block postpaid accounts with an invoice unpaid ``billing.block_overdue_days`` past due (0 = off)."""
+    days = day.cfg.billing.block_overdue_days
+    if days <= 0:
+        return "off (billing.block_overdue_days = 0)"
+    blocked = await dunning.block_overdue(day.conn, day.redis, day.keys, day.day, days=days)
+    return f"{len(blocked)} accounts blocked" + (f": {', '.join(blocked[:20])}" if blocked else "")
+
+
 STEPS: list[tuple[str, Step]] = [
     ("fees", fees_step),
-    # ("dunning", dunning_step): block postpaid accounts with an invoice overdue billing.block_overdue_days
+    ("dunning", dunning_step),  # after the fees: a day's work is posted before anyone is blocked
 ]
 
 

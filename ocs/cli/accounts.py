@@ -10,13 +10,12 @@ from typing import Any
 import asyncpg
 
 from ocs import money
-from ocs.billing import credit, customers
+from ocs.billing import account_status, credit, customers
 from ocs.billing.errors import Refused as BillingRefused
 from ocs.cli import billing_accounts
 from ocs.cli.context import Context, Refused, add_json
-from ocs.control.dispatch import Dispatched, Dispatcher
+from ocs.control.dispatch import Dispatched
 from ocs.store import accounts_db, provision
-from ocs.store.control_bus import ControlBus
 
 KINDS = ("msisdn", "imsi", "sip", "nai", "pin", "other")
 
@@ -119,12 +118,7 @@ async def show_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
 
 async def _set_status(ctx: Context, account_id: str, status: str) -> None:
     await _row(ctx, account_id)
-    await accounts_db.set_status(await ctx.pg(), account_id, status)
-    await _sync(ctx, account_id)
-
-
-async def _control(ctx: Context) -> Dispatcher:
-    return Dispatcher(ControlBus(await ctx.redis(), ctx.keys))
+    await account_status.set_status(await ctx.pg(), await ctx.redis(), ctx.keys, account_id, status)
 
 
 def _dispatched(done: Dispatched, what: str) -> dict[str, Any]:
@@ -138,8 +132,9 @@ def _dispatched(done: Dispatched, what: str) -> dict[str, Any]:
 
 async def block_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     """Block, then end the account's open sessions in the network (ASR / Disconnect-Request, spec 9)."""
-    await _set_status(ctx, args.id, "blocked")
-    control = _dispatched(await (await _control(ctx)).abort_account(args.id), "end")
+    await _row(ctx, args.id)
+    done = await account_status.block(await ctx.pg(), await ctx.redis(), ctx.keys, args.id)  # shared with dunning
+    control = _dispatched(done, "end")
     return await _show(ctx, args.id, f"account {args.id} blocked", {"control": control})
 
 

@@ -18,7 +18,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from ocs import config
-from ocs.cli import accounts, alerts, billing_fees, operations, pins, sessions, tariffs, usage
+from ocs.cli import accounts, alerts, billing_fees, invoices, operations, payments, pins, sessions, tariffs, usage
 from ocs.cli.context import Context, Refused, Usage, Verb
 
 
@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ocsctl", description="Provision and operate the online charging system.")
     parser.add_argument("--config", help="config file (default: $OCS_CONFIG, then config/ocs.toml)")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-    for module in (operations, tariffs, accounts, billing_fees, sessions, usage, pins, alerts):  # the verb modules
+    verb_modules = (operations, tariffs, accounts, billing_fees, invoices, payments, sessions, usage, pins, alerts)
+    for module in verb_modules:
         module.register(sub)
     return parser
 

@@ -240,6 +240,6 @@ async def test_the_daily_run_posts_the_fees(db: asyncpg.Connection, pools: list[
     await products.subscribe(db, "d1", "line", date(2026, 8, 1))
     node = daily.DailyRun(make_cfg(key_prefix), pools[0], redis_client, keys,
                           clock=lambda: datetime(2026, 7, 31, 12, 30, tzinfo=UTC))  # 1 Aug 00:30 in Auckland
-    assert await node.once() == ["fees"]
+    assert await node.once() == ["fees", "dunning"]  # dunning: off by default
     assert await _balance(redis_client, keys, "d1") == (-EUR_10, 0)
     assert await db.fetchval("SELECT result FROM billing_daily_runs WHERE step = 'fees'") == "1 fees posted"
