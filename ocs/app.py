@@ -208,6 +208,7 @@ class Daemon:
         await self._start_core(stack)
         self._start_tasks()
         await self._start_fronts()
+        self._start_control()
 
     async def _start_stores(self, stack: contextlib.AsyncExitStack) -> None:
         cfg = self.cfg
@@ -244,8 +245,21 @@ class Daemon:
         spawn(self.flusher.run_lag, "usage-lag")
         spawn(self.reaper.run, "reaper")
         spawn(self._ledger_sweep, "ledger-sweep")
+        self._start_offline(spawn)
         if self.degraded:
             spawn(self._postgres_watch, "postgres-watch")
+
+    def _start_offline(self, spawn: Callable[..., Any]) -> None:
+        """Work beside charging, PostgreSQL only: alert and invoice mail delivery (the outbox) and the
+        daily billing run (fees, dunning; once a day across all nodes, docs/billing.md)."""
+        from ocs.billing import mail as billing_mail
+        from ocs.billing.daily import DailyRun
+        from ocs.control.alerts_delivery import AlertDelivery
+
+        self.alerts = AlertDelivery(self.cfg, self.pool, self.metrics, mail_renderers=billing_mail.MAIL_RENDERERS)
+        self.daily = DailyRun(self.cfg, self.pool, self.redis, self.keys)
+        spawn(self.alerts.run, "alerts")
+        spawn(self.daily.run, "billing-daily")
 
     async def _start_fronts(self) -> None:
         from ocs.diameter.server import DiameterServer
@@ -260,6 +274,18 @@ class Daemon:
                 await front.start()
             except OSError as exc:  # a port taken, an address not ours: one line, exit 1
                 raise StartupError(f"{name}: cannot listen: {exc}") from None
+
+    def _start_control(self) -> None:
+        """Server-initiated control (docs/control.md): this node's command stream and registry entry."""
+        from ocs.control.node import ControlNode
+        from ocs.store.control_bus import ControlBus
+
+        self.control = ControlNode(self.cfg.node.name, ControlBus(self.redis, self.keys), self.core, self.diameter,
+                                   self.radius, self.metrics)
+        self.core.settlement.on_credit_limit = self.control.credit_limit
+        self.diameter.state.peer_listeners.append(self.control.peer_changed)
+        self.supervisor.spawn(self.control.run, "control")
+        self.supervisor.spawn(self.control.heartbeats, "control-heartbeat")
 
     async def _check_schema(self, *, starting: bool = False) -> bool:
         """True once PostgreSQL answered with a migrated schema.
@@ -323,9 +349,11 @@ class Daemon:
             await asyncio.sleep(30)
             try:
                 async with self.pool.acquire(timeout=5) as conn:
-                    n = await provision.apply_pending(conn, self.redis, keys)
-                if n:
-                    log.info("ledger_sweep_applied", rows=n)
+                    rows = await provision.apply_pending_rows(conn, self.redis, keys)
+                if rows:
+                    log.info("ledger_sweep_applied", rows=len(rows))
+                for account in {r["account_id"] for r in rows if r["amount"] > 0}:
+                    self.control.credited(account)  # sessions cut short get the larger grant
             except Exception as exc:  # an outage: try again next round
                 log.warning("ledger_sweep_failed", error=repr(exc))
 
@@ -345,6 +373,7 @@ class Daemon:
         def left() -> float:
             return max(0.5, deadline - loop.time())
 
+        await _bounded("control", self.control.leave())  # no command is routed here any more
         await asyncio.gather(
             self.radius.stop(timeout=min(3.0, left())),
             self.diameter.stop(timeout=min(3.0, left())),

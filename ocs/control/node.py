@@ -41,6 +41,8 @@ class RadiusControl(Protocol):
 
     call_hold: int
 
+    def reachable(self, reach: str) -> bool: ...
+
     async def disconnect(self, session_id: str, reach: str) -> ControlResult: ...
 
     async def change_authorization(self, session_id: str, reach: str, session_timeout: int) -> ControlResult: ...
@@ -187,6 +189,8 @@ class ControlNode:
     async def _reauth(self, s: LiveSession) -> ControlResult:
         if s.protocol == "diameter":
             return await self.diameter.reauth_session(s.origin, s.sid)
+        if not self.radius.reachable(s.reach):  # no CoA could carry it: do not hold more money for nothing
+            return await self.radius.change_authorization(s.sid, s.reach, 0)  # NOT_ENABLED: counted, says why
         out = await self.core.reauthorize(s.account, s.sid, s.rg, self.radius.call_hold)
         if out.status is not Status.GRANTED or not out.granted_units:
             return ControlResult(Ack.REFUSED, detail=f"no larger grant: {out.status.value} {out.reason}".strip())

@@ -323,6 +323,12 @@ class RadiusServer:
 
     # -- Dynamic Authorization (RFC 5176): what control asks of this front end --------------------
 
+    def reachable(self, reach: str) -> bool:
+        """Would a Disconnect/CoA for a session with this ``reach`` be sent (its client has ``coa = true``)?"""
+        where = dynauth.Reach.parse(reach)
+        client = self.clients.lookup(where.source) if where is not None else None
+        return client is not None and client.coa
+
     async def disconnect(self, session_id: str, reach: str) -> ControlResult:
         """Disconnect-Request (RFC 5176 section 2.1) for one session: block, operator, credit limit."""
         return await self._dynauth(codec.DISCONNECT_REQUEST, session_id, reach, [])

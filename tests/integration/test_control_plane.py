@@ -40,6 +40,9 @@ class Recorder:
         self.answer = ControlResult(Ack.ACKED)
         self.calls: list[tuple[Any, ...]] = []
 
+    def reachable(self, reach: str) -> bool:
+        return True
+
     def open_peer_hosts(self) -> set[str]:
         return set(self.peers)
 
