@@ -33,6 +33,7 @@ from ocs.radius.server import RadiusServer
 from ocs.store.control_bus import ControlBus
 
 SECRET = b"bench-secret"
+ACCOUNT = {"diameter": "a0", "radius": "a1"}  # one account per phase: each block reaches only its sessions
 
 
 class _AnsweringPeer(asyncio.Protocol):
@@ -109,7 +110,7 @@ def _cfg(prefix: str, nas_port: int) -> config.Config:
 async def _open(core: Charging, n: int, proto: str) -> None:
     for i in range(0, n, 200):
         await asyncio.gather(*(core.initiate(ChargeRequest(
-            subscriber="a0", session=f"{proto}-{j}", request_number=1, destination="4930123456", event_time=T0,
+            subscriber=ACCOUNT[proto], session=f"{proto}-{j}", request_number=1, destination="4930123456", event_time=T0,
             requested_units=300, protocol=proto, origin="bench-pcef" if proto == "diameter" else "nas",
             reach=f"127.0.0.1,127.0.0.1,user{j}")) for j in range(i, min(n, i + 200))))
 
@@ -117,7 +118,7 @@ async def _open(core: Charging, n: int, proto: str) -> None:
 async def _one(core: Charging, node: ControlNode, proto: str, n: int, answered: Any) -> dict[str, Any]:
     await _open(core, n, proto)
     c0, t0 = cpu_seconds(), time.perf_counter()
-    done = await Dispatcher(node.bus, node=node.node).abort_account("a0")
+    done = await Dispatcher(node.bus, node=node.node).abort_account(ACCOUNT[proto])
     await _wait(lambda: answered() >= n and not node._tasks, 30)
     seconds = time.perf_counter() - t0
     kind = "asr" if proto == "diameter" else "disconnect"
@@ -131,7 +132,7 @@ async def _run(n: int) -> list[dict[str, Any]]:
     loop = asyncio.get_running_loop()
     nas_transport, nas = await loop.create_datagram_endpoint(_AckingNas, local_addr=("127.0.0.1", 0))
     nas_port = nas_transport.get_extra_info("socket").getsockname()[1]
-    core, r = await make_core(prefix, 1)
+    core, r = await make_core(prefix, 2)
     core.cfg = cfg = dataclasses.replace(_cfg(prefix, nas_port), charging=core.cfg.charging)
     diameter, radius = DiameterServer(cfg, core, core.metrics), RadiusServer(cfg, core, core.metrics)
     await diameter.start()
@@ -140,6 +141,7 @@ async def _run(n: int) -> list[dict[str, Any]]:
     node = ControlNode("bench", bus, core, diameter, radius, core.metrics)
     diameter.state.peer_listeners.append(node.peer_changed)
     runner = asyncio.ensure_future(node.run())
+    beats = asyncio.ensure_future(node.heartbeats())
     port = diameter.bound[0][1]
     _t, peer = await loop.create_connection(_AnsweringPeer, "127.0.0.1", port,
                                             family=socket.AF_INET)
@@ -150,6 +152,7 @@ async def _run(n: int) -> list[dict[str, Any]]:
                await _one(core, node, "radius", n, lambda: nas.answered)]
     finally:
         runner.cancel()
+        beats.cancel()
         _t.close()
         nas_transport.close()
         await radius.stop(1)
@@ -162,6 +165,9 @@ async def _run(n: int) -> list[dict[str, Any]]:
 def run(quick: bool = False) -> list[dict[str, Any]]:
     import uvloop  # as in ocsd
 
+    from ocs.log import configure
+
+    configure("warning", "json")  # 3 info lines per request would measure the console
     return uvloop.run(_run(1000))
 
 

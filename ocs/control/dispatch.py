@@ -31,12 +31,12 @@ class Dispatched:
     unroutable: list[LiveSession] = field(default_factory=list)
 
 
-def _per_session(sessions: Iterable[LiveSession]) -> list[LiveSession]:
-    """One entry per front-end session: an ASR/RAR/Disconnect ends or re-authorizes all its groups."""
-    seen: dict[tuple[str, str], LiveSession] = {}
+def _per_session(sessions: Iterable[LiveSession]) -> list[tuple[LiveSession, tuple[int, ...]]]:
+    """One entry per front-end session (an ASR/RAR/Disconnect ends or re-authorizes all its groups)."""
+    seen: dict[tuple[str, str], list[LiveSession]] = {}
     for s in sessions:
-        seen.setdefault((s.account, s.sid), s)
-    return list(seen.values())
+        seen.setdefault((s.account, s.sid), []).append(s)
+    return [(group[0], tuple(sorted(g.rg for g in group))) for group in seen.values()]
 
 
 class Dispatcher:
@@ -59,14 +59,14 @@ class Dispatcher:
         live = await self.bus.live_nodes()
         routed = []
         deadline = now_ms() + COMMAND_TTL_MS
-        for s in _per_session(sessions):
+        for s, groups in _per_session(sessions):
             node = await self.route(s, live)
             if node is None:
                 out.unroutable.append(s)
                 log.warning("control_unroutable", op=op.value, session=s.sid, account=s.account,
                             protocol=s.protocol, peer=s.origin)
                 continue
-            routed.append((node, Command(op, s.account, s.sid, cause, deadline_ms=deadline)))
+            routed.append((node, Command(op, s.account, s.sid, cause, deadline_ms=deadline, groups=groups)))
         out.sent = await self.bus.send_many(routed)
         return out
 
@@ -95,7 +95,8 @@ class Dispatcher:
             return ControlResult(Ack.PEER_GONE, detail=f"no live ocsd node holds a connection to {what}"), ""
         ident = uuid.uuid4().hex
         await self.bus.send(node, Command(Op.ABORT, s.account, sid, ADMINISTRATIVE, reply=ident,
-                                          deadline_ms=now_ms() + int(timeout * 1000)))
+                                          deadline_ms=now_ms() + int(timeout * 1000),
+                                          groups=tuple(sorted(f.rg for f in found))))
         got = await self.bus.wait_reply(ident, timeout)
         if got is None:
             return ControlResult(Ack.NO_ANSWER, detail=f"node {node} did not answer within {timeout:g} s"), node

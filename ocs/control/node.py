@@ -23,6 +23,7 @@ from ocs.store.control_bus import HEARTBEAT_SECONDS, Command, ControlBus, LiveSe
 log = structlog.get_logger("ocs.control")
 
 CONCURRENCY = 1000  # commands executed at once (each mostly waits for a peer's answer)
+REDIS_CONCURRENCY = 32  # of which at most this many talk to Redis at once (the client's pool is bounded)
 REPEAT_SECONDS = 5.0  # the same account event within this is not dispatched again
 
 
@@ -65,6 +66,7 @@ class ControlNode:
         self.radius = radius
         self.metrics = metrics
         self._sem = asyncio.Semaphore(CONCURRENCY)
+        self._redis_gate = asyncio.Semaphore(REDIS_CONCURRENCY)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._recent: dict[tuple[str, str], float] = {}
 
@@ -155,11 +157,12 @@ class ControlNode:
             result = ControlResult(Ack.REFUSED, detail=f"failed on {self.node}: {exc!r}")
         finally:
             self._sem.release()
-        try:
-            if cmd.reply:
-                await self.bus.reply(cmd.reply, result, self.node)
-        finally:
-            await self.bus.ack(self.node, [ident])
+        async with self._redis_gate:
+            try:
+                if cmd.reply:
+                    await self.bus.reply(cmd.reply, result, self.node)
+            finally:
+                await self.bus.ack(self.node, [ident])
 
     # -- one command -------------------------------------------------------------------------
 
@@ -167,13 +170,15 @@ class ControlNode:
         if cmd.deadline_ms and now_ms() > cmd.deadline_ms:
             log.warning("control_command_expired", op=cmd.op.value, session=cmd.sid, account=cmd.account)
             return ControlResult(Ack.NO_ANSWER, detail="expired before this node could send it")
-        sessions = [s for s in await self.bus.open_sessions(cmd.account) if s.sid == cmd.sid]
+        async with self._redis_gate:
+            sessions = await self.bus.session(cmd.account, cmd.sid, cmd.groups)
+            if cmd.op is Op.ABORT:
+                for each in sessions:
+                    await self.bus.mark(each, cmd.cause or ADMINISTRATIVE)
         if not sessions:
             return ControlResult(Ack.UNKNOWN_SESSION, detail="session no longer open")
         s = sessions[0]
         if cmd.op is Op.ABORT:
-            for each in sessions:
-                await self.bus.mark(each, cmd.cause or ADMINISTRATIVE)
             result = await self._abort(s)
         else:
             result = await self._reauth(s)

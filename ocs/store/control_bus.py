@@ -76,15 +76,16 @@ class Command:
     cause: str = ""
     reply: str = ""  # reply list id when someone waits for the outcome ('' = nobody)
     deadline_ms: int = 0  # not executed after this (a node back from a stop skips stale work)
+    groups: tuple[int, ...] = (0,)  # the session's open rating groups when the command was issued
 
     def encode(self) -> dict[str, str]:
         return {"op": self.op.value, "account": self.account, "sid": self.sid, "cause": self.cause,
-                "reply": self.reply, "deadline": str(self.deadline_ms)}
+                "reply": self.reply, "deadline": str(self.deadline_ms), "rgs": ",".join(map(str, self.groups))}
 
     @classmethod
     def decode(cls, f: dict[str, str]) -> Command:
         return cls(Op(f["op"]), f["account"], f["sid"], f.get("cause", ""), f.get("reply", ""),
-                   int(f.get("deadline") or 0))
+                   int(f.get("deadline") or 0), tuple(int(g) for g in (f.get("rgs") or "0").split(",")))
 
 
 class ControlBus:
@@ -140,6 +141,18 @@ class ControlBus:
             if f and f.get("closed") != "1":
                 out.append(LiveSession.of(acct, sid, rg, f))
         return sorted(out, key=lambda s: (s.sid, s.rg))
+
+    async def session(self, account: str, sid: str, groups: tuple[int, ...]) -> list[LiveSession]:
+        """The rating groups ``groups`` of session ``sid`` still open (one read each, not the account's set)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for rg in groups:
+            pipe.hgetall(self.keys.session(account, sid, rg))
+        out = []
+        for rg, raw in zip(groups, await pipe.execute(), strict=True):
+            f = fields(raw)
+            if f and f.get("closed") != "1":
+                out.append(LiveSession.of(account, sid, rg, f))
+        return out
 
     async def find(self, sid: str) -> list[LiveSession]:
         """The open rating groups of front-end session ``sid`` (through the session-id index)."""
