@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 import structlog
+from redis.exceptions import RedisError
 
 from ocs.control.dispatch import Dispatched, Dispatcher
 from ocs.control.model import ADMINISTRATIVE, CREDIT_LIMIT, Ack, ControlResult, Op
@@ -25,6 +26,7 @@ log = structlog.get_logger("ocs.control")
 CONCURRENCY = 1000  # commands executed at once (each mostly waits for a peer's answer)
 REDIS_CONCURRENCY = 32  # of which at most this many talk to Redis at once (the client's pool is bounded)
 REPEAT_SECONDS = 5.0  # the same account event within this is not dispatched again
+REDIS_DOWN = (RedisError, OSError, TimeoutError)  # an outage: wait and go on (as the flusher and reaper do)
 
 
 class DiameterControl(Protocol):
@@ -79,8 +81,11 @@ class ControlNode:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("control_task_failed", error=repr(task.exception()))
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, REDIS_DOWN):  # a registry update or dispatch during an outage: the next one mends it
+            log.warning("control_task_failed", error=repr(exc))
+        elif exc is not None:
+            log.error("control_task_failed", error=repr(exc))
 
     def _fresh(self, kind: str, account: str) -> bool:
         now = time.monotonic()
@@ -120,11 +125,25 @@ class ControlNode:
 
     async def heartbeats(self) -> None:
         while True:
-            await self.bus.heartbeat(self.node, self.diameter.open_peer_hosts())
+            try:
+                await self.bus.heartbeat(self.node, self.diameter.open_peer_hosts())
+            except REDIS_DOWN as exc:
+                log.warning("control_redis_unavailable", task="heartbeat", error=repr(exc))
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def run(self) -> None:
-        """Execute this node's commands: first those a previous run left unacknowledged, then new ones."""
+        """Execute this node's commands; a Redis outage is waited out (warning, back-off), not fatal."""
+        backoff = 0.5
+        while True:
+            try:
+                await self._serve()
+            except REDIS_DOWN as exc:
+                log.warning("control_redis_unavailable", task="control", error=repr(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(10.0, backoff * 2)
+
+    async def _serve(self) -> None:
+        """First the commands a previous run left unacknowledged, then new ones."""
         await self.bus.ensure_group(self.node)
         pending = True
         while True:
@@ -152,17 +171,21 @@ class ControlNode:
     async def _run_one(self, ident: str, cmd: Command) -> None:
         try:
             result = await self.execute(cmd)
-        except Exception as exc:  # a store outage, a bug: the asker hears of it, the loop goes on
+        except REDIS_DOWN as exc:  # an outage: the asker hears of it (or times out), the loop goes on
+            log.warning("control_command_failed", op=cmd.op.value, session=cmd.sid, error=repr(exc))
+            result = ControlResult(Ack.REFUSED, detail=f"Redis unavailable on {self.node}: {exc!r}")
+        except Exception as exc:  # a bug: logged as one, the loop goes on
             log.error("control_command_failed", op=cmd.op.value, session=cmd.sid, error=repr(exc))
             result = ControlResult(Ack.REFUSED, detail=f"failed on {self.node}: {exc!r}")
         finally:
             self._sem.release()
-        async with self._redis_gate:
-            try:
+        try:
+            async with self._redis_gate:
                 if cmd.reply:
                     await self.bus.reply(cmd.reply, result, self.node)
-            finally:
                 await self.bus.ack(self.node, [ident])
+        except REDIS_DOWN as exc:  # unacknowledged: executed again at the next start, within its deadline
+            log.warning("control_ack_failed", op=cmd.op.value, session=cmd.sid, error=repr(exc))
 
     # -- one command -------------------------------------------------------------------------
 
