@@ -65,15 +65,6 @@ def _disconnect(node: Daemon, sid: str, *extra: str) -> subprocess.Popen[str]:
                             env=node.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _cause(node: Daemon, sid: str) -> str:
-    for _ in range(100):
-        rows = json.loads(node.ocsctl("cdr", "export", "--format", "json").stdout)
-        found = [r["termination_cause"] for r in rows if r["session_id"] == sid]
-        if found:
-            return str(found[0])
-        time.sleep(0.1)
-    raise AssertionError(f"no CDR for {sid}")
-
 
 def test_disconnect_on_node_b_of_a_diameter_session_held_by_node_a(two_nodes: tuple[Daemon, Daemon]) -> None:
     a, b = two_nodes
@@ -97,7 +88,7 @@ def test_disconnect_on_node_b_of_a_diameter_session_held_by_node_a(two_nodes: tu
         assert result(end) == 2001
     finally:
         cl.close()
-    assert _cause(a, sid) == "ADMINISTRATIVE"
+    assert a.cdr_cause(sid, tries=100) == "ADMINISTRATIVE"
 
 
 def test_disconnect_refusals_are_one_line_and_exit_1(two_nodes: tuple[Daemon, Daemon]) -> None:

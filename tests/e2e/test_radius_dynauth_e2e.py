@@ -7,7 +7,6 @@ which checks every request's authenticators with pyrad's code before it answers.
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -53,15 +52,6 @@ def started(tmp_path: Path, nas: NasStub, request: pytest.FixtureRequest) -> Ite
         d.cleanup()
 
 
-def _cdr_cause(d: Daemon, sid: str) -> str:
-    for _ in range(100):
-        rows = json.loads(d.ocsctl("cdr", "export", "--format", "json").stdout)
-        found = [r["termination_cause"] for r in rows if r["session_id"] == sid]
-        if found:
-            return str(found[0])
-        time.sleep(0.1)
-    raise AssertionError(f"no CDR for {sid}")
-
 
 def _metric(d: Daemon, line_start: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{d.http_port}/metrics", timeout=5) as resp:
@@ -85,7 +75,7 @@ def test_block_sends_a_disconnect_request_and_the_cdr_says_administrative(starte
     assert dm.attrs["NAS-IP-Address"] == ["127.0.0.1"] and dm.attrs["Event-Timestamp"]
     # the NAS ended the call (the stub ACKed) and reports it
     assert send(acc, acct(2, "rad-dm-1", time=20, cause=6)).code == rp.AccountingResponse
-    assert _cdr_cause(d, "127.0.0.1|rad-dm-1") == "ADMINISTRATIVE"
+    assert d.cdr_cause("127.0.0.1|rad-dm-1", tries=100) == "ADMINISTRATIVE"
     deadline = time.monotonic() + 10
     while _metric(d, 'ocs_control_requests_total{kind="disconnect",protocol="radius",result="acked"}') != 1:
         assert time.monotonic() < deadline, "Disconnect-ACK not counted"
@@ -109,4 +99,4 @@ def test_topup_of_a_call_cut_short_sends_a_coa_with_the_larger_session_timeout(s
     # the new total: seconds used so far (0 at the Start) + the grant 5.10 now pays for, capped at max_grant_seconds
     assert coa.attrs["Session-Timeout"] == [3600] and short < 3600
     assert send(acc, acct(2, "rad-coa-1", time=120, cause=1)).code == rp.AccountingResponse
-    assert _cdr_cause(d, "127.0.0.1|rad-coa-1") != "ADMINISTRATIVE"
+    assert d.cdr_cause("127.0.0.1|rad-coa-1", tries=100) != "ADMINISTRATIVE"

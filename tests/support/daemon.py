@@ -211,6 +211,16 @@ format = "json"
                 continue
         return out
 
+    def cdr_cause(self, sid: str, tries: int = 150) -> str:
+        """The termination_cause of the session's CDR, polled (the flush to PostgreSQL is asynchronous)."""
+        for _ in range(tries):
+            rows = json.loads(self.ocsctl("cdr", "export", "--format", "json").stdout)
+            found = [r["termination_cause"] for r in rows if r["session_id"] == sid]
+            if found:
+                return str(found[0])
+            time.sleep(0.1)
+        raise AssertionError(f"no CDR for {sid}")
+
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(REDIS_URL)
 
