@@ -19,7 +19,11 @@ from ocs.store.keys import USAGE_GROUP
 from ocs.store.replies import text
 
 CDR_COLUMNS = ("session_id", "account", "protocol", "service", "calling", "called", "prefix", "destination",
-               "start_time", "duration", "billed_seconds", "charge", "currency", "termination_cause")
+               "start_time", "duration", "billed_seconds", "charge", "currency", "termination_cause",
+               # wholesale columns (docs/wholesale.md), empty where they do not apply
+               "rate_currency", "fx_rate", "provider", "cost", "cost_currency", "reseller", "reseller_charge",
+               "rerated_from")
+_MONEY_OR_EMPTY = ("cost", "reseller_charge", "rerated_from")
 
 
 def register(sub: Any) -> None:
@@ -76,6 +80,7 @@ async def export_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
         **{c: r[c] for c in CDR_COLUMNS},
         "start_time": _utc(r["start_time"]), "charge": money.format(r["charge"], places=6),
         "currency": r["currency"].strip(),
+        **{c: "" if r[c] is None else money.format(r[c], places=6) for c in _MONEY_OR_EMPTY},
     } for r in rows]
     if args.format == "json" or ctx.json:
         print(json.dumps(out, indent=2))

@@ -19,18 +19,23 @@ Entry = tuple[str, str, dict[str, str]]  # stream, entry id, fields
 
 USAGE_COLS = ("record_id", "account_id", "session_id", "rating_group", "request_number", "kind",
               "protocol", "service", "units", "used_total", "amount", "charged_total", "balance_after",
-              "currency", "event_time", "node", "excess_units")
+              "currency", "event_time", "node", "excess_units", "reseller", "reseller_amount")
 CDR_COLS = ("record_id", "session_id", "rating_group", "account", "protocol", "service", "calling",
             "called", "prefix", "destination", "start_time", "duration", "billed_seconds", "charge",
-            "currency", "termination_cause", "end_time", "node", "excess_units", "revision")
+            "currency", "termination_cause", "end_time", "node", "excess_units", "revision",
+            # wholesale (007_wholesale_records.sql); stream fields carry the same names
+            "rate_currency", "fx_rate", "provider", "cost", "cost_currency", "reseller", "reseller_charge",
+            "rerated_from", "tariff", "tariff_version")
 _INTS = {"rating_group", "request_number", "units", "used_total", "amount", "charged_total",
-         "balance_after", "duration", "billed_seconds", "charge", "excess_units", "revision"}
+         "balance_after", "duration", "billed_seconds", "charge", "excess_units", "revision", "reseller_amount",
+         "cost", "reseller_charge", "rerated_from", "tariff_version"}
+_NULLABLE = {"balance_after", "cost", "reseller_charge", "rerated_from", "tariff_version"}
 _TIMES = {"event_time", "start_time", "end_time"}
 
 
 def _value(col: str, raw: str | None) -> Any:
     if col in _INTS:
-        return int(raw) if raw not in (None, "") else (None if col == "balance_after" else 0)
+        return int(raw) if raw not in (None, "") else (None if col in _NULLABLE else 0)
     if col in _TIMES:
         return datetime.fromisoformat(raw) if raw else None
     return raw or ""

@@ -49,7 +49,8 @@ def test_full_session_i_u_t(daemon: Daemon) -> None:
                 break
             time.sleep(0.1)
         assert out[0] == ("session_id,account,protocol,service,calling,called,prefix,destination,start_time,"
-                          "duration,billed_seconds,charge,currency,termination_cause")
+                          "duration,billed_seconds,charge,currency,termination_cause,rate_currency,fx_rate,"
+                          "provider,cost,cost_currency,reseller,reseller_charge,rerated_from")
         row = out[1].split(",")
         assert row[:4] == ["gy;1", "alice", "diameter", "voice"]
         assert row[6:8] == ["49", "Germany fixed"] and row[9:13] == ["66", "66", "0.086000", "EUR"]

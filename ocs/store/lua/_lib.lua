@@ -140,7 +140,7 @@ end
 -- hold expired) has its CDR brought up to date, and a replayed entry changes nothing.
 local function emit_cdr(stream, seq, shard, sess, duration, billed, charge, cause, end_time)
   local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node',
-    'calling', 'dest', 'prefix', 'dname', 't0', 'xs', 'ctl')
+    'calling', 'dest', 'prefix', 'dname', 't0', 'xs', 'ctl', 'tariff', 'tver')
   -- a session the OCS asked the network to end (ASR, Disconnect: field ctl) keeps that cause
   -- (ADMINISTRATIVE, CREDIT_LIMIT) whatever the client reports, also when the reaper closes it
   if s[14] then cause = s[14] end
@@ -150,7 +150,7 @@ local function emit_cdr(stream, seq, shard, sess, duration, billed, charge, caus
     'rating_group', s[3], 'account', s[1], 'protocol', s[4], 'service', s[5], 'calling', s[8],
     'called', s[9], 'prefix', s[10], 'destination', s[11], 'start_time', s[12], 'duration', duration,
     'billed_seconds', billed, 'charge', charge, 'currency', s[6], 'termination_cause', cause,
-    'end_time', end_time, 'node', s[7], 'revision', int(rev)}
+    'end_time', end_time, 'node', s[7], 'revision', int(rev), 'tariff', s[15] or '', 'tariff_version', s[16] or ''}
   if s[13] then f[#f + 1] = 'excess_units'; f[#f + 1] = s[13] end
   emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], f)
 end
