@@ -236,6 +236,9 @@ class DynAuthClient:
                 loop = asyncio.get_running_loop()
                 found, _p = await loop.create_datagram_endpoint(lambda: _Endpoint(self), local_addr=(host, 0),
                                                                 family=family)
+                if self._closed:  # close() ran while the socket was being made: it must not outlive it
+                    found.close()
+                    return found
                 self._transports[family] = found
             return found
 

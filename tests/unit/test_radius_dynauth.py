@@ -277,3 +277,16 @@ async def test_unsolicited_datagrams_are_counted_not_fatal() -> None:
     client.received(b"\x29" * 19, ("127.0.0.1", 1))
     client.received(bytes(40), ("127.0.0.1", 1))
     assert _value(m.dropped, "radius", "bad_coa_answer") == 3
+
+
+async def test_close_while_the_socket_is_being_made_leaves_no_socket_open() -> None:
+    """close() racing the first request's socket creation: the late socket is closed, not kept."""
+    client = DynAuthClient(Metrics(), schedule=FAST)
+    await client._opening.acquire()  # hold the socket creation until close() has run
+    req = asyncio.ensure_future(client.request(codec.DISCONNECT_REQUEST, "127.0.0.1", 9, SECRET, []))
+    await asyncio.sleep(0)
+    client.close()
+    client._opening.release()
+    out = await req
+    assert out.ack is Ack.NO_ANSWER
+    assert client._transports == {}
