@@ -1,0 +1,172 @@
+"""Exchange rates for charging across currencies (docs/wholesale.md, "Currencies and FX"): pure, no I/O.
+
+A row ``(base, quote, valid_from, rate)`` means 1 BASE = RATE QUOTE from ``valid_from`` until the
+next row of the same pair.  Rates are exact :class:`~fractions.Fraction` values, never floats: a
+converted price is rounded once, to micro-units, from the exact product (the tariff's exact price
+times the rate), so converting never adds a second rounding.
+
+Which rate converts ``src`` into ``dst`` at instant ``at`` (:meth:`FxTable.rate`):
+
+1. ``src == dst``: exactly 1;
+2. the direct pair ``src -> dst``: its row with the latest ``valid_from <= at``;
+3. else the reverse pair ``dst -> src`` in force at ``at``, inverted (1 / rate, still exact);
+4. else None: no rate, the caller refuses (a call is not rated without a rate).
+
+The direct pair wins whenever it has a row in force, even if the reverse pair changed later: an
+operator who sets both directions states both, and we do not guess which one is meant.  No
+cross rates through a third currency (EUR -> GBP via USD): a rate is only what the operator set.
+
+The PostgreSQL loader is :func:`ocs.store.fx.load_fx_table` (``rating/`` does no I/O).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
+
+MAX_RATE_DECIMALS = 12
+"""The column is numeric(30,12): more decimals could not be stored exactly, so they are refused."""
+MAX_RATE_INTEGER_DIGITS = 18
+
+_CODE_RE = re.compile(r"^[A-Z]{3}$")
+_RATE_RE = re.compile(r"^(\d+)(?:\.(\d+))?$")
+
+
+class FxError(ValueError):
+    """A currency code, rate or row that is not acceptable (the message names what)."""
+
+
+def check_currency(code: str) -> str:
+    """An ISO 4217-shaped code: three upper-case letters (``EUR``); anything else is refused."""
+    if not _CODE_RE.match(code):
+        raise FxError(f"not a currency code (three letters, e.g. EUR): {code!r}")
+    return code
+
+
+def parse_rate(text: str) -> Fraction:
+    """``"1.0832751234"`` -> the exact Fraction; refused: <= 0, exponents, signs, > 12 decimals."""
+    m = _RATE_RE.match(text.strip())
+    if m is None:
+        raise FxError(f"not a decimal rate: {text!r}")
+    whole, frac = m.group(1), m.group(2) or ""
+    if len(frac) > MAX_RATE_DECIMALS:
+        raise FxError(f"more than {MAX_RATE_DECIMALS} decimals: {text!r}")
+    if len(whole.lstrip("0")) > MAX_RATE_INTEGER_DIGITS:
+        raise FxError(f"rate too large: {text!r}")
+    value = Fraction(int(whole + frac), 10 ** len(frac))
+    if value <= 0:
+        raise FxError(f"rate must be positive: {text!r}")
+    return value
+
+
+def to_fraction(rate: Fraction | Decimal | int | str) -> Fraction:
+    """A stored rate (Decimal from PostgreSQL, text from Redis or CSV) as an exact Fraction."""
+    if isinstance(rate, Fraction):
+        return rate
+    if isinstance(rate, str):
+        if "/" in rate:
+            return Fraction(rate)
+        return Fraction(Decimal(rate))
+    return Fraction(rate)
+
+
+def format_rate(rate: Fraction) -> str:
+    """Exact text of a rate: a plain decimal when it terminates (``1.0832``), else ``num/den``.
+
+    A direct rate always terminates (it was typed as a decimal); the inverse of a reverse pair may
+    not (1 / 0.9 = 10/9), and the record must still say exactly which rate was applied.
+    """
+    den = rate.denominator
+    twos = fives = 0
+    while den % 2 == 0:
+        den //= 2
+        twos += 1
+    while den % 5 == 0:
+        den //= 5
+        fives += 1
+    if den != 1:
+        return f"{rate.numerator}/{rate.denominator}"
+    places = max(twos, fives)
+    scaled = rate.numerator * 10 ** places // rate.denominator
+    if places == 0:
+        return str(scaled)
+    digits = str(scaled).rjust(places + 1, "0")
+    return f"{digits[:-places]}.{digits[-places:]}"
+
+
+def convert(micros: int, rate: Fraction) -> int:
+    """``micros * rate`` rounded half away from zero, once (for amounts already exact in micro-units)."""
+    return convert_num(micros, 1, rate)
+
+
+def convert_num(numerator: int, denominator: int, rate: Fraction) -> int:
+    """``numerator / denominator * rate`` rounded half away from zero once: the exact price converted."""
+    num = numerator * rate.numerator
+    den = denominator * rate.denominator
+    q, r = divmod(abs(num), den)
+    if 2 * r >= den:
+        q += 1
+    return q if num >= 0 else -q
+
+
+@dataclass(frozen=True)
+class FxRow:
+    """One stored rate: 1 ``base`` = ``rate`` ``quote`` from ``valid_from`` (timezone-aware)."""
+
+    base: str
+    quote: str
+    valid_from: datetime
+    rate: Fraction
+
+
+class FxTable:
+    """Every pair's rates by ``valid_from``, ready for :meth:`rate` lookups (a bisect per call)."""
+
+    def __init__(self, rows: Iterable[FxRow] = ()) -> None:
+        by_pair: dict[tuple[str, str], list[FxRow]] = {}
+        for row in rows:
+            if row.valid_from.tzinfo is None:
+                raise FxError(f"valid_from without a timezone: {row}")
+            if row.rate <= 0:
+                raise FxError(f"rate must be positive: {row}")
+            by_pair.setdefault((row.base, row.quote), []).append(row)
+        self._rows: dict[tuple[str, str], list[FxRow]] = {}
+        self._starts: dict[tuple[str, str], list[datetime]] = {}
+        for pair, pair_rows in by_pair.items():
+            pair_rows.sort(key=lambda r: r.valid_from)
+            self._rows[pair] = pair_rows
+            self._starts[pair] = [r.valid_from for r in pair_rows]
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, str, datetime, Fraction | Decimal | int | str]]) -> FxTable:
+        """From plain tuples ``(base, quote, valid_from, rate)`` as PostgreSQL returns them."""
+        return cls(FxRow(b, q, v, to_fraction(r)) for b, q, v, r in rows)
+
+    def rows(self) -> list[FxRow]:
+        """Every row, by pair then ``valid_from``."""
+        return [row for pair in sorted(self._rows) for row in self._rows[pair]]
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self._rows.values())
+
+    def _in_force(self, base: str, quote: str, at: datetime) -> Fraction | None:
+        starts = self._starts.get((base, quote))
+        if starts is None:
+            return None
+        i = bisect_right(starts, at)
+        return self._rows[(base, quote)][i - 1].rate if i else None
+
+    def rate(self, src: str, dst: str, at: datetime) -> Fraction | None:
+        """How many ``dst`` one ``src`` is worth at ``at`` (module docstring for the rules); None: no rate."""
+        if src == dst:
+            return Fraction(1)
+        direct = self._in_force(src, dst, at)
+        if direct is not None:
+            return direct
+        reverse = self._in_force(dst, src, at)
+        return None if reverse is None else 1 / reverse
