@@ -76,7 +76,7 @@ async def pg(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     finally:
         await conn.execute(
             "TRUNCATE cdrs, usage, usage_dead_letters, ledger, aliases, accounts, bands, rate_rows,"
-            " tariff_versions, tariffs, alert_outbox CASCADE"
+            " tariff_versions, tariffs, alert_outbox, fx_rates, rerate_runs CASCADE"
         )
         await conn.close()
 

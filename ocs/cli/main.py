@@ -19,6 +19,10 @@ from redis.exceptions import RedisError
 
 from ocs import config
 from ocs.cli import accounts, alerts, billing_fees, invoices, operations, payments, pins, sessions, tariffs, usage
+from ocs.cli import api_tokens as api_verbs
+from ocs.cli import fx as fx_verbs
+from ocs.cli import providers as provider_verbs
+from ocs.cli import rerate as rerate_verbs
 from ocs.cli.context import Context, Refused, Usage, Verb
 
 
@@ -32,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="config file (default: $OCS_CONFIG, then config/ocs.toml)")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     verb_modules = (operations, tariffs, accounts, billing_fees, invoices, payments, sessions, usage, pins, alerts)
-    for module in verb_modules:
+    for module in (*verb_modules, api_verbs, fx_verbs, rerate_verbs):
         module.register(sub)
+    provider_verbs.register(sub)  # provider, route (docs/wholesale.md)
     return parser
 
 
