@@ -10,7 +10,8 @@ from typing import Any
 import asyncpg
 
 from ocs import money
-from ocs.billing import account_status, credit, customers
+from ocs.billing import account_status, customers, ledger
+from ocs.billing.errors import Invalid
 from ocs.billing.errors import Refused as BillingRefused
 from ocs.cli import billing_accounts
 from ocs.cli.context import Context, Refused, add_json
@@ -59,13 +60,6 @@ def register(sub: Any) -> None:
     p.add_argument("--reference")
     add_json(p)
     p.set_defaults(func=adjust_cmd)
-
-
-def _amount(raw: str, field: str, *, allow_negative: bool) -> int:
-    try:
-        return money.parse(raw, allow_negative=allow_negative)
-    except money.MoneyError as exc:
-        raise Refused(f"{field}: {exc}") from None
 
 
 async def _row(ctx: Context, account_id: str) -> asyncpg.Record:
@@ -150,38 +144,31 @@ async def alias_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     return await _show(ctx, args.id, f"alias {args.value} added")
 
 
-async def _ledger(ctx: Context, account_id: str, kind: str, amount: int, reference: str,
+async def _ledger(ctx: Context, account_id: str, kind: str, raw_amount: str, reference: str,
                   reason: str) -> dict[str, Any]:
-    """Write-ahead in PostgreSQL, apply once in Redis, mark applied (docs/architecture.md)."""
-    await _sync(ctx, account_id)  # also re-applies rows an earlier crash left pending
-    conn = await ctx.pg()
-    prior = await accounts_db.ledger_by_reference(conn, reference)
-    if prior is not None:
-        if prior["account_id"] != account_id or prior["amount"] != amount:
-            raise Refused(f"reference {reference!r} was already used for a different operation")
+    """The service posts it (ocs/billing/ledger.py, shared with the API); this says what happened."""
+    try:
+        amount = ledger.parse_amount(raw_amount, kind)
+        await _row(ctx, account_id)
+        done = await ledger.post(await ctx.pg(), await ctx.redis(), ctx.keys, account_id, kind, amount, reference,
+                                 reason)
+    except Invalid as exc:
+        raise Refused(f"AMOUNT: {exc.message}" if exc.field == "amount" else f"--{exc.field}: {exc.message}") from None
+    except BillingRefused as exc:
+        raise Refused(str(exc)) from None
+    if not done.applied:
         return await _show(ctx, account_id, f"reference {reference} already applied; nothing done",
                            {"applied": False, "reference": reference})
-    try:
-        await accounts_db.insert_ledger(conn, account_id, kind, amount, reference, reason)
-    except asyncpg.UniqueViolationError:
-        raise Refused(f"reference {reference!r} is being applied concurrently; retry") from None
-    done = await credit.apply_credit(conn, await ctx.redis(), ctx.keys, account_id, amount)
     extra: dict[str, Any] = {"applied": True, "reference": reference}
-    if done is not None:  # sessions cut short by the balance get the larger grant (RAR / CoA-Request, spec 9)
-        extra["control"] = _dispatched(done, "re-authorize")
+    if done.control is not None:  # sessions cut short by the balance get the larger grant (RAR / CoA-Request, spec 9)
+        extra["control"] = _dispatched(done.control, "re-authorize")
     return await _show(ctx, account_id, f"{kind} {money.format(amount)} applied (reference {reference})", extra)
 
 
 async def topup_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
-    amount = _amount(args.amount, "AMOUNT", allow_negative=False)
-    if amount == 0:
-        raise Refused("AMOUNT: a top-up must be positive")
-    return await _ledger(ctx, args.id, "topup", amount, args.reference or f"topup-{uuid.uuid4()}", "")
+    return await _ledger(ctx, args.id, "topup", args.amount, args.reference or f"topup-{uuid.uuid4()}", "")
 
 
 async def adjust_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
-    amount = _amount(args.amount, "AMOUNT", allow_negative=True)
-    if not args.reason.strip():
-        raise Refused("--reason must not be empty")
-    return await _ledger(ctx, args.id, "adjustment", amount, args.reference or f"adjust-{uuid.uuid4()}",
+    return await _ledger(ctx, args.id, "adjustment", args.amount, args.reference or f"adjust-{uuid.uuid4()}",
                          args.reason)
