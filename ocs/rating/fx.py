@@ -28,10 +28,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
+from math import lcm
+
+from ocs.rating.engine import GrantPlan, Rating
+from ocs.rating.tariff import PER_UNITS
 
 MAX_RATE_DECIMALS = 12
 """The column is numeric(30,12): more decimals could not be stored exactly, so they are refused."""
 MAX_RATE_INTEGER_DIGITS = 18
+MAX_EXACT = 2**53 - 1
+"""Largest integer the scripts' Lua numbers (doubles) hold exactly: every number of a folded plan stays below."""
+TABLE_BLOCKS = 64
+"""Blocks a :func:`fold_plan` fallback plan lists one by one (when the rate's fraction is too large to fold)."""
 
 _CODE_RE = re.compile(r"^[A-Z]{3}$")
 _RATE_RE = re.compile(r"^(\d+)(?:\.(\d+))?$")
@@ -170,3 +178,87 @@ class FxTable:
             return direct
         reverse = self._in_force(dst, src, at)
         return None if reverse is None else 1 / reverse
+
+
+# -- charging in another currency ---------------------------------------------------------------
+#
+# A tariff prices a call exactly as ``fee + S / per`` (``S`` the sum of the block numerators,
+# docs/rating.md rule 4) in the tariff's currency; the account pays ``(fee * per + S) * n / (per * d)``
+# with ``n / d`` the rate tariff -> account currency, rounded half-up ONCE to micro-units.  The price
+# is converted exact, never the rounded price.
+
+
+def converted_charge(rating: Rating, rate: Fraction) -> int:
+    """The charge of ``rating`` in the account's currency: its exact price times ``rate``, rounded once."""
+    if not rating.billed_units:
+        return 0
+    per = PER_UNITS[rating.selection.service]
+    exact = rating.selection.row.connect_fee * per + sum(b.price_num for b in rating.blocks)
+    return convert_num(exact, per, rate)
+
+
+def fold_plan(plan: GrantPlan, rate: Fraction) -> GrantPlan | None:
+    """``plan`` (tariff currency) as a plan whose holds are the converted prices (account currency).
+
+    The scripts' ``grant`` computes ``hold(k) = fee + rhu(base + S_k, per) - charged``.  The
+    converted hold is ``rhu((F + S_k) * n, per * d) - charged'`` with ``F = fee * per + base`` and
+    ``charged'`` the converted charge so far; writing ``F * n = q * per * d + r`` it is exactly
+    ``q + rhu(r + S_k * n, per * d) - charged'``: fee ``q``, base ``r``, per ``per * d``, every
+    block's rate times ``n``.  So the Lua needs no change, and ``base`` stays below ``per * d``
+    however long the session already is.
+
+    Lua numbers are exact below 2^53 only: the grant is capped at the blocks whose numbers stay
+    below (a shorter grant, the next one continues).  When fewer than :data:`TABLE_BLOCKS` blocks
+    fit that way (a rate with many decimals), the first :data:`TABLE_BLOCKS` blocks' holds are
+    computed here, exactly, and sent as a table (:func:`_table_plan`).  None: not one block can be
+    held exactly (the caller refuses, like a charge beyond 2^53).
+    """
+    n, d = rate.numerator, rate.denominator
+    per = plan.per * d
+    exact = plan.fee * plan.per + plan.base_num
+    charged = convert_num(exact, plan.per, rate) if plan.position else 0
+    fee, base = divmod(exact * n, per)
+    segments: list[tuple[int, int, int]] = []
+    s, blocks = base, 0
+    for units, r, seg_count in plan.segments:
+        count = min(seg_count, plan.max_blocks - blocks)
+        if count <= 0:
+            break
+        step = units * r * n
+        fit = count if step == 0 else min(count, (MAX_EXACT - s) // step)
+        if fit > 0:
+            segments.append((units, r * n, fit))
+            s, blocks = s + fit * step, blocks + fit
+        if fit < count:
+            break
+    fits = blocks > 0 and 2 * per <= MAX_EXACT and fee <= MAX_EXACT
+    if fits and blocks >= min(TABLE_BLOCKS, plan.max_blocks):
+        return GrantPlan(plan.position, base, charged, fee, per, tuple(segments), blocks)
+    table = _table_plan(plan, rate, exact, charged)  # capped below the table's reach: the table grants more
+    if table is None and fits:
+        return GrantPlan(plan.position, base, charged, fee, per, tuple(segments), blocks)
+    return table
+
+
+def _table_plan(plan: GrantPlan, rate: Fraction, exact: int, charged: int) -> GrantPlan | None:
+    """The first blocks' converted holds, listed: per ``L`` (the blocks' common multiple of units),
+    block ``j``'s rate ``delta_j * L / u_j``, so ``rhu(S_k, L)`` is exactly the sum of the deltas."""
+    limit = min(TABLE_BLOCKS, plan.max_blocks)
+    each = [(u, r) for u, r, count in plan.segments for _ in range(min(count, limit))][:limit]
+    big_l = lcm(*(u for u, _r in each)) if each else 1
+    segments: list[tuple[int, int, int]] = []
+    prev = s = blocks = 0
+    for u, r in each:
+        exact += u * r
+        hold = convert_num(exact, plan.per, rate) - charged
+        step = (hold - prev) * big_l
+        if s + step > MAX_EXACT or 2 * big_l > MAX_EXACT:
+            break
+        if segments and segments[-1][:2] == (u, step // u):
+            segments[-1] = (u, step // u, segments[-1][2] + 1)
+        else:
+            segments.append((u, step // u, 1))
+        s, prev, blocks = s + step, hold, blocks + 1
+    if not blocks:
+        return None
+    return GrantPlan(plan.position, 0, 0, 0, big_l, tuple(segments), blocks)
