@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from ocs.config import Config
 from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, EventAction, Outcome, Service, Status
+from ocs.rating import bundles
 from ocs.rating.engine import CompiledTariff, Selection, affordable
 from ocs.settlement import Settlement
 from ocs.store.accounts_view import Account, AccountView
-from ocs.store.charging_scripts import ChargingScripts, Target, pack_context
+from ocs.store.charging_scripts import ChargingScripts, Target, bundle_reserve_arg, pack_context
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.session_state import SessionState, SessionStates, iso, ms
 from ocs.store.tariff_cache import TariffCache, TariffNotFound
@@ -147,18 +148,29 @@ class Charging:
 
     async def _open(self, req: ChargeRequest, acct: Account, tariff: CompiledTariff, sel: Selection) -> Outcome:
         """Plan the first grant and reserve it (``reserve.lua`` also indexes origin and rating group)."""
-        plan = tariff.grant_plan(sel, 0, self._cap(req))
+        cap = self._cap(req)
+        plan = tariff.grant_plan(sel, 0, cap)
         t = Target(acct.id, req.session, req.rating_group, acct.currency)
         ctx = context(req, acct, sel, sel.start, self.cfg.node.name)
+        bundle = self._bundle(acct, tariff, sel, cap) if acct.bundles else ""
         code, out = await self.scripts.reserve(t, req.request_number, ms(datetime.now(UTC)),
                                                self.settlement.expiry_ms(req.hold_seconds), pack_context(ctx), plan,
-                                               req.origin)
+                                               req.origin, bundle)
         if code == "OK" and out is not None:
             self.states.remember(req.subscriber, req.session, acct.id)
-            self.states.keep(SessionState(acct.id, req.session, req.rating_group,
-                                          {**ctx, "used": "0", "chg": "0", "hunits": str(out.granted_units)}, sel))
+            if not bundle:  # a bundle session's included hold is decided in the script: read it back next time
+                self.states.keep(SessionState(acct.id, req.session, req.rating_group,
+                                              {**ctx, "used": "0", "chg": "0", "hunits": str(out.granted_units)}, sel))
             await self.states.index(req.session, acct.id)
         return out or Outcome(Status.ERROR, reason=f"reserve answered {code}")
+
+    @staticmethod
+    def _bundle(acct: Account, tariff: CompiledTariff, sel: Selection, cap: int) -> str:
+        """The bundle argument of a voice call's first grant ('' when no bundle applies)."""
+        if sel.service is not Service.VOICE:
+            return ""
+        pick = bundles.choose(acct.bundles, sel.number, sel.start, tariff.tariff.timezone)
+        return bundle_reserve_arg(pick.key, pick.quota, cap) if pick is not None else ""
 
     async def update(self, req: ChargeRequest) -> Outcome:
         t0 = time.perf_counter()

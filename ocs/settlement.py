@@ -22,9 +22,10 @@ import structlog
 from ocs.config import Config
 from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, Outcome, Service, Status
+from ocs.rating.bundles import included_total
 from ocs.rating.engine import CompiledTariff, GrantPlan, Selection
 from ocs.store.accounts_view import AccountView
-from ocs.store.charging_scripts import ChargingScripts, Debit, Orphan, Target, pack_context
+from ocs.store.charging_scripts import ChargingScripts, Debit, Orphan, Target, bundle_debit_arg, pack_context
 from ocs.store.session_state import SessionState, SessionStates, iso, ms
 from ocs.store.tariff_cache import TariffCache, TariffNotFound
 from ocs.usage import BEYOND_EXACT, beyond_exact, context, settle
@@ -95,20 +96,24 @@ class Settlement:
         if sel is None:  # the version a session started on cannot lose its row; defensive
             return Outcome(Status.ERROR, reason="session no longer rateable")
         used, excess = settle(req, st.used, st.excess, st.granted, self.cfg.charging.max_overuse_seconds)
-        rating = tariff.rate(sel, used)
+        money_used, bundle = used, ""
+        if "bk" in st.f:  # bundles: the included part is not charged; money rates the rest as one call
+            inc = included_total(int(st.f.get("iu") or 0), int(st.f.get("ih") or 0), st.used, used)
+            money_used, bundle = used - inc, bundle_debit_arg(cap, inc)
+        rating = tariff.rate(sel, money_used)
         if beyond_exact(rating.charge):
             return self._refuse_beyond_exact(req, st.account, rating.charge)
         self._overuse(req, st.account, excess, used)
-        plan: GrantPlan | None = None if terminate else tariff.grant_plan(sel, used, cap, done=rating)
+        plan: GrantPlan | None = None if terminate else tariff.grant_plan(sel, money_used, cap, done=rating)
         now = datetime.now(UTC)
         d = Debit(req.request_number, st.f.get("used", "0"), used, rating.charge, rating.billed_units,
                   used - st.used, iso(req.event_time or now), st.excess + excess, excess,
-                  req.termination_cause or "", plan)
+                  req.termination_cause or "", plan, bundle)
         t = Target(st.account, st.sid, st.rg, st.currency)
         code, out = await self.scripts.debit(t, d, ms(now), self.expiry_ms(req.hold_seconds), st.f.get("origin", ""))
         if code == "OK" and out is not None and (out.balance or 0) < 0 and self.on_credit_limit is not None:
             await self._watch_credit_limit(st.account, out)
-        if out is None or terminate:
+        if out is None or terminate or bundle:  # a bundle session's new included hold is the script's
             self.states.forget(st.account, st.sid, st.rg)
         elif code == "OK":
             self.states.keep(SessionState(st.account, st.sid, st.rg, {
@@ -140,18 +145,19 @@ class Settlement:
             sel: Selection | None = tariff.select(st.f["dest"], st.start, st.service)
             t, ctx, expect = Target(st.account, st.sid, st.rg, st.currency), "", st.f.get("used", "0")
             used0, chg0, xs0 = st.used, st.charged, st.excess
+            inc0 = int(st.f.get("iu") or 0)  # bundles: seconds a closed session had covered stay covered
         else:
             found = await self._orphan_rating(req)
             if isinstance(found, Outcome):
                 return found
             t, tariff, sel, ctx = found
-            expect, used0, chg0, xs0 = "", 0, 0, 0
+            expect, used0, chg0, xs0, inc0 = "", 0, 0, 0, 0
         if sel is None:
             return Outcome(Status.UNKNOWN_SESSION, account=t.account, reason="not rateable")
         # the grant a session we no longer hold had is unknown: the largest one there can have been
         c = self.cfg.charging
         used, excess = settle(req, used0, xs0, c.max_grant_seconds, c.max_overuse_seconds)
-        rating = tariff.rate(sel, used)
+        rating = tariff.rate(sel, used - inc0)
         if beyond_exact(rating.charge):
             return self._refuse_beyond_exact(req, t.account, rating.charge)
         self._overuse(req, t.account, excess, used)

@@ -21,6 +21,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from ocs import money
+from ocs.billing import bundles
 from ocs.billing.errors import Invalid, Refused
 from ocs.store import accounts_db, provision
 from ocs.store.keys import Keys
@@ -256,7 +257,12 @@ async def document(conn: Conn, redis: Redis, keys: Keys, account_id: str) -> dic
     return {"id": row["id"], "type": row["type"], "currency": row["currency"].strip(), "tariff": row["tariff"],
             "status": row["status"], "balance": money.format(bal), "reserved": money.format(rsv),
             "available": money.format(avail), "credit_limit": money.format(cl),
-            "aliases": await accounts_db.aliases(conn, account_id), **profile_fields(row)}
+            "aliases": await accounts_db.aliases(conn, account_id), **profile_fields(row),
+            "bundles": await bundles.remaining(conn, redis, keys, account_id, await _timezone(conn, row["tariff"]))}
+
+
+async def _timezone(conn: Conn, tariff: str) -> str:
+    return str(await conn.fetchval("SELECT timezone FROM tariffs WHERE name = $1", tariff) or "UTC")
 
 
 async def listing(conn: Conn, status: str | None = None, reseller: str | None = None) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import asyncpg
 
 from ocs import money
 from ocs.billing.errors import Invalid, Refused
-from ocs.billing.proration import ONCE, PERIODS
+from ocs.billing.proration import MONTHLY, ONCE, PERIODS
 from ocs.store.provision import Conn
 
 PRODUCT_NAME = re.compile(r"[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]{0,62}[^\s\x00-\x1f\x7f])?")
@@ -34,10 +34,19 @@ class Product:
     currency: str
     period: str
     description: str = ""
+    included_seconds: int = 0  # bundles: voice seconds included per month (x quantity); 0 = none
+    included_prefix: str = ""  # only for numbers starting with these digits ('' = any)
 
     def document(self) -> dict[str, Any]:
         return {"name": self.name, "amount": money.format(self.amount), "currency": self.currency,
-                "period": self.period, "description": self.description}
+                "period": self.period, "description": self.description,
+                "includes": {"seconds": self.included_seconds, "prefix": self.included_prefix}
+                if self.included_seconds else None}
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> Product:
+        return cls(row["name"], int(row["amount"]), row["currency"].strip(), row["period"], row["description"],
+                   int(row["included_seconds"]), row["included_prefix"])
 
 
 @dataclass(frozen=True)
@@ -86,10 +95,15 @@ async def create(conn: Conn, product: Product) -> Product:
         raise Invalid("period", f"one of {', '.join(PERIODS)}: {product.period!r}")
     if product.amount < 0:
         raise Invalid("amount", "must not be negative")
+    if product.included_seconds and product.period != MONTHLY:
+        raise Invalid("includes", "included seconds are per month: needs --period monthly")
+    if product.included_seconds < 0 or not (product.included_prefix == "" or product.included_prefix.isdigit()):
+        raise Invalid("includes", "seconds must not be negative, the prefix digits only")
     row = await conn.fetchrow(
-        "INSERT INTO products(name, amount, currency, period, description) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (name) DO NOTHING RETURNING name", product.name, product.amount, currency, product.period,
-        product.description.strip())
+        "INSERT INTO products(name, amount, currency, period, description, included_seconds, included_prefix)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING RETURNING name", product.name,
+        product.amount, currency, product.period, product.description.strip(), product.included_seconds,
+        product.included_prefix)
     if row is None:
         raise Refused(f"product {product.name!r} already exists")
     return await get(conn, product.name)
@@ -99,12 +113,11 @@ async def get(conn: Conn, name: str) -> Product:
     row = await conn.fetchrow("SELECT * FROM products WHERE name = $1", name)
     if row is None:
         raise Refused(f"unknown product {name!r}")
-    return Product(row["name"], int(row["amount"]), row["currency"].strip(), row["period"], row["description"])
+    return Product.of(row)
 
 
 async def listing(conn: Conn) -> list[Product]:
-    return [Product(r["name"], int(r["amount"]), r["currency"].strip(), r["period"], r["description"])
-            for r in await conn.fetch("SELECT * FROM products ORDER BY name")]
+    return [Product.of(r) for r in await conn.fetch("SELECT * FROM products ORDER BY name")]
 
 
 async def _locked_account(conn: Conn, account_id: str) -> asyncpg.Record:

@@ -73,8 +73,16 @@ async def show(ctx: Context, account_id: str, headline: str = "", extra: dict[st
     except BillingRefused as exc:
         raise refused(exc) from None
     doc.update(extra or {})
-    emit(ctx, doc, "\n".join([headline] * bool(headline) + [f"{k}: {v}" for k, v in doc.items()]))
+    emit(ctx, doc, "\n".join([headline] * bool(headline) + [
+        f"{k}: {_bundles_text(v) if k == 'bundles' else v}" for k, v in doc.items()]))
     return doc
+
+
+def _bundles_text(found: list[dict[str, Any]]) -> str:
+    """``bundles: 1200 of 3600 s left (Flat100, to 49, until 2026-11-30); ...`` or ``none``."""
+    return "; ".join(
+        f"{b['left']} of {b['included']} s left ({b['product']}{', to ' + b['prefix'] if b['prefix'] else ''},"
+        f" {b['held']} s held, until {b['until']})" for b in found) or "none"
 
 
 async def set_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:

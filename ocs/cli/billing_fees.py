@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import Any
 
 from ocs import money
-from ocs.billing import fees, products
+from ocs.billing import bundles, fees, products
 from ocs.billing.errors import Refused as BillingRefused
 from ocs.billing.proration import PERIODS
 from ocs.cli.billing_accounts import refused
@@ -26,6 +26,8 @@ def register(sub: Any) -> None:
     p.add_argument("--currency", required=True)
     p.add_argument("--period", required=True, choices=PERIODS)
     p.add_argument("--description", default="")
+    p.add_argument("--includes", metavar="SECONDS[:PREFIX]",
+                   help="voice seconds included per month (x quantity); only to numbers starting with PREFIX")
     add_json(p)
     p.set_defaults(func=product_create_cmd)
     p = psub.add_parser("list", help="every product")
@@ -89,12 +91,17 @@ def _instant(raw: str | None) -> date | datetime | None:
 
 async def product_create_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     try:
+        seconds, prefix = bundles.parse_includes(args.includes) if args.includes is not None else (0, "")
+    except BillingRefused as exc:
+        raise Usage(str(refused(exc))) from None
+    try:
         product = products.Product(args.name, products.parse_amount(args.amount), args.currency, args.period,
-                                   args.description)
+                                   args.description, seconds, prefix)
         doc = (await products.create(await ctx.pg(), product)).document()
     except BillingRefused as exc:
         raise refused(exc) from None
-    emit(ctx, doc, f"product {doc['name']}: {doc['amount']} {doc['currency']} {doc['period']}")
+    inc = f", includes {bundles.format_includes(seconds, prefix)} s" if seconds else ""
+    emit(ctx, doc, f"product {doc['name']}: {doc['amount']} {doc['currency']} {doc['period']}{inc}")
     return doc
 
 
@@ -114,7 +121,9 @@ def _subscription_text(doc: dict[str, Any]) -> str:
 async def subscribe_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     start = _day(args.start, "--from")
     try:
-        doc = (await products.subscribe(await ctx.pg(), args.account, args.product, start, args.quantity)).document()
+        conn = await ctx.pg()
+        doc = (await products.subscribe(conn, args.account, args.product, start, args.quantity)).document()
+        await bundles.sync(conn, await ctx.redis(), ctx.keys, args.account)
     except BillingRefused as exc:
         raise refused(exc) from None
     emit(ctx, doc, f"subscribed {_subscription_text(doc)}; fees are posted by `ocsctl fees run` and the daily run")
@@ -124,7 +133,9 @@ async def subscribe_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any
 async def unsubscribe_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     at = _day(args.at, "--at")
     try:
-        doc = (await products.unsubscribe(await ctx.pg(), args.account, args.product, at)).document()
+        conn = await ctx.pg()
+        doc = (await products.unsubscribe(conn, args.account, args.product, at)).document()
+        await bundles.sync(conn, await ctx.redis(), ctx.keys, args.account)
     except BillingRefused as exc:
         raise refused(exc) from None
     emit(ctx, doc, f"unsubscribed {_subscription_text(doc)}")

@@ -12,7 +12,7 @@ from ocs.store.keys import Keys
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.replies import text
 
-_FIELDS = ("type", "st", "tariff", "cur", "pw", "bal", "rsv", "cl")
+_FIELDS = ("type", "st", "tariff", "cur", "pw", "bal", "rsv", "cl", "bun")  # bun: bundles (ocs.rating.bundles)
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Account:
     balance: int
     reserved: int
     credit_limit: int
+    bundles: str = ""  # packed included-seconds bundles ('' = none: the plain path)
 
     @property
     def blocked(self) -> bool:
@@ -107,6 +108,6 @@ class AccountView:
         vals = [text(v) for v in raw]
         if not vals[0]:
             return None
-        typ, st, tariff, cur, pw, bal, rsv, cl = vals
+        typ, st, tariff, cur, pw, bal, rsv, cl, bun = vals
         return Account(account_id, typ, st or "active", tariff, cur, pw, int(bal or 0), int(rsv or 0),
-                       int(cl or 0))
+                       int(cl or 0), bun)

@@ -40,6 +40,16 @@ def plan_arg(plan: GrantPlan | None) -> str:
     return ",".join(map(str, out))
 
 
+def bundle_reserve_arg(period_key: str, quota: int, cap: int) -> str:
+    """``reserve.lua`` ARGV[12]: hold up to ``cap`` included seconds of the period, created at ``quota``."""
+    return f"{period_key}{SEP}{quota}{SEP}{cap}"
+
+
+def bundle_debit_arg(cap: int, included_total: int) -> str:
+    """``debit.lua`` ARGV[19]: the next grant's cap and the included total the money part was rated from."""
+    return f"{cap}{SEP}{included_total}"
+
+
 def pack_context(ctx: Mapping[str, str]) -> str:
     """Session fields as one argument (``_lib.lua`` ``set_context``).
 
@@ -90,6 +100,7 @@ class Debit:
     excess: int
     cause: str = ""
     plan: GrantPlan | None = None  # None: terminate (release the rest, close, CDR)
+    bundle: str = ""  # bundles: '' (none) or bundle_debit_arg(...)
 
 
 @dataclass(slots=True)
@@ -126,14 +137,14 @@ class ChargingScripts:
         return shard_of(account, self.keys.shards)
 
     async def reserve(self, t: Target, request_number: int, now_ms: int, expiry_ms: int, context: str,
-                      plan: GrantPlan, origin: str) -> ScriptOutcome:
+                      plan: GrantPlan, origin: str, bundle: str = "") -> ScriptOutcome:
         """``reserve.lua``: open the session and hold its first grant; index it by origin and rating group."""
         sh = self.shard(t.account)
         keys = [self.keys.account(t.account), self.keys.session(t.account, t.sid, t.rg), self.keys.expiry(sh),
                 self.keys.totals(sh), self.keys.origin_in_shard(sh, origin), self.keys.groups(t.account, t.sid),
                 self.keys.live(t.account)]
         args = [now_ms, request_number, expiry_ms, self.validity, t.member(), context, plan_arg(plan),
-                self.refusal_ttl, "1" if origin else "0", t.rg, GROUPS_TTL]
+                self.refusal_ttl, "1" if origin else "0", t.rg, GROUPS_TTL, bundle]
         code, out = await self.rp.script(self.reserve_s, keys, args)
         code = text(code)
         return code, self._outcome(code, out, t, {
@@ -147,7 +158,7 @@ class ChargingScripts:
                 self.keys.live(t.account)]
         args = [now_ms, d.request_number, expiry_ms, self.validity, t.member(), f"s{sh:02d}", d.expect_used, d.used,
                 d.charged, d.billed, "update" if d.plan is not None else "terminate", d.cause, d.event_time,
-                d.units_now, self.ttl, plan_arg(d.plan), d.excess_total, d.excess]
+                d.units_now, self.ttl, plan_arg(d.plan), d.excess_total, d.excess, d.bundle]
         code, out = await self.rp.script(self.debit_s, keys, args)
         code = text(code)
         return code, self._outcome(code, out, t, {})

@@ -37,6 +37,7 @@ Keys (``P`` is ``redis.key_prefix``, ``S`` the ``{sNN}`` tag):
 - ``P ctl:<node>``           stream of control commands for that node (group ``ctl``)
 - ``P ctl:reply:<id>``       list: the one answer to a command someone waits for (expires)
 - ``P tariffs:gen``          counter bumped by every tariff import (daemons reload)
+- ``P providers:gen``        counter bumped by the provider and route verbs (the flusher reloads its cost book)
 - ``P tariffs:snap``         hash: tariff name -> current version last read from PostgreSQL
 - ``P tariffs:snap:<name>:<version>`` string: that version, zlib-compressed JSON, kept 30 days
                                after its last load (a daemon started during a PostgreSQL outage
@@ -129,6 +130,10 @@ class Keys:
 
     def tariffs_gen(self) -> str:
         return f"{self.prefix}tariffs:gen"
+
+    def providers_gen(self) -> str:
+        """Bumped by the provider and route verbs: the flusher reloads its cost book (ocs/wholesale)."""
+        return f"{self.prefix}providers:gen"
 
     def tariff_snapshot_current(self) -> str:
         return f"{self.prefix}tariffs:snap"

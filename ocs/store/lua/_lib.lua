@@ -78,15 +78,31 @@ local function set_context(key, packed)
   if #kv > 0 then redis.call('HSET', key, unpack(kv)) end
 end
 
+-- Bundles: how many whole blocks of the packed plan `P` (parsed) fit in `ucap` units.
+local function blocks_within(P, nseg, ucap)
+  local k, left = 0, ucap
+  for j = 0, nseg - 1 do
+    local u, cnt = P[7 + 3 * j], P[9 + 3 * j]
+    local take = math.min(cnt, math.floor(left / u))
+    k = k + take
+    left = left - take * u
+    if take < cnt then return k end
+  end
+  return k
+end
+
 -- Largest grant affordable within `avail` from a GrantPlan packed as one
 -- comma-separated string: fee, base_num, charged_base, per, max_blocks, nseg,
 -- then nseg triples (units_per_block, rate, count).
 -- hold(k) = fee + rhu(base_num + S_k, per) - charged_base.
+-- `ucap` (optional, bundles): at most this many units (the rest of a grant after included seconds;
+-- may allow no block at all).
 -- Returns blocks, units, hold, max_blocks.
-local function grant(packed, avail)
+local function grant(packed, avail, ucap)
   local P = split(packed, ',')
   for n = 1, #P do P[n] = tonumber(P[n]) end
   local fee, base, charged, per, maxb, nseg = P[1], P[2], P[3], P[4], P[5], P[6]
+  if ucap then maxb = math.min(maxb, blocks_within(P, nseg, ucap)) end
   local function hold_at(s) return fee + rhu(base + s, per) - charged end
   local k, units, s, best = 0, 0, 0, 0
   for j = 0, nseg - 1 do
@@ -123,13 +139,16 @@ end
 
 -- The usage record of one debit or credit (t=u); the session hash says whose and what.
 -- `excess` (optional): units reported beyond grant + charging.max_overuse_seconds, not charged.
-local function emit_usage(stream, seq, shard, sess, req, kind, units, used, amount, chg, bal, etime, excess)
+-- `included` (optional, bundles): units of this record covered by included seconds (not charged).
+local function emit_usage(stream, seq, shard, sess, req, kind, units, used, amount, chg, bal, etime, excess,
+                          included)
   local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node')
   local f = {'t', 'u', 'account_id', s[1], 'session_id', s[2], 'rating_group', s[3],
     'request_number', req, 'kind', kind, 'protocol', s[4], 'service', s[5], 'units', units,
     'used_total', used, 'amount', amount, 'charged_total', chg, 'balance_after', bal,
     'currency', s[6], 'event_time', etime, 'node', s[7]}
   if excess and excess ~= '0' then f[#f + 1] = 'excess_units'; f[#f + 1] = excess end
+  if included and included > 0 then f[#f + 1] = 'included_units'; f[#f + 1] = int(included) end
   emit(stream, seq, shard, '', f)
 end
 
@@ -140,7 +159,8 @@ end
 -- hold expired) has its CDR brought up to date, and a replayed entry changes nothing.
 local function emit_cdr(stream, seq, shard, sess, duration, billed, charge, cause, end_time)
   local s = redis.call('HMGET', sess, 'acct', 'sid', 'rg', 'proto', 'svc', 'cur', 'node',
-    'calling', 'dest', 'prefix', 'dname', 't0', 'xs', 'ctl', 'tariff', 'tver')
+    'calling', 'dest', 'prefix', 'dname', 't0', 'xs', 'ctl', 'tariff', 'tver',
+    'iu')  -- s[17]: included seconds consumed (bundles)
   -- a session the OCS asked the network to end (ASR, Disconnect: field ctl) keeps that cause
   -- (ADMINISTRATIVE, CREDIT_LIMIT) whatever the client reports, also when the reaper closes it
   if s[14] then cause = s[14] end
@@ -152,6 +172,7 @@ local function emit_cdr(stream, seq, shard, sess, duration, billed, charge, caus
     'billed_seconds', billed, 'charge', charge, 'currency', s[6], 'termination_cause', cause,
     'end_time', end_time, 'node', s[7], 'revision', int(rev), 'tariff', s[15] or '', 'tariff_version', s[16] or ''}
   if s[13] then f[#f + 1] = 'excess_units'; f[#f + 1] = s[13] end
+  if s[17] then f[#f + 1] = 'included_seconds'; f[#f + 1] = s[17] end
   emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], f)
 end
 
@@ -159,4 +180,53 @@ end
 local function outcome(status, granted, final, charged, reserved, balance, validity)
   return table.concat({status, int(granted), int(final), int(charged), int(reserved), int(balance),
     int(validity)}, '|')
+end
+
+-- ---- Bundles: included voice seconds (docs/wholesale.md, "Bundles") ------------------------------
+-- Only sessions that carry a bundle (Python passes a non-empty bundle argument) reach these.
+-- The counters live in one hash next to the account hash, fields per period key pk
+-- ("YYYY-MM:<product>"): q:pk quota, u:pk used, h:pk held.  Its name is derived from the account
+-- key (same hash tag, so the same slot) instead of being passed: the plain path builds no extra key.
+local function bundle_key(acct)
+  return acct .. ':bun'
+end
+
+-- A new period's quota was just written: drop the fields of earlier months nobody holds seconds of
+-- (their unused seconds lapse), and keep the hash no longer than a period and a straddling call.
+local function bundle_lapse(bkey, pk)
+  local month = string.sub(pk, 1, 7)
+  for _, f in ipairs(redis.call('HKEYS', bkey)) do
+    if string.sub(f, 1, 2) == 'q:' and string.sub(f, 3, 9) < month then
+      local other = string.sub(f, 3)
+      if tonumber(redis.call('HGET', bkey, 'h:' .. other) or '0') <= 0 then
+        redis.call('HDEL', bkey, f, 'u:' .. other, 'h:' .. other)
+      end
+    end
+  end
+  redis.call('EXPIRE', bkey, 40 * 86400)
+end
+
+-- Hold up to `cap` included seconds of period pk (created full at `quota` on first use); returns
+-- the seconds held (0 when the period is used up).
+local function bundle_hold(bkey, pk, quota, cap)
+  if redis.call('HSETNX', bkey, 'q:' .. pk, quota) == 1 then bundle_lapse(bkey, pk) end
+  local v = redis.call('HMGET', bkey, 'q:' .. pk, 'u:' .. pk, 'h:' .. pk)
+  local held = math.min(cap, tonumber(v[1]) - tonumber(v[2] or '0') - tonumber(v[3] or '0'))
+  if held <= 0 then return 0 end
+  redis.call('HINCRBY', bkey, 'h:' .. pk, held)
+  return held
+end
+
+-- Included seconds first, then money for the rest of the cap (a grant may mix both).
+-- Returns included, blocks, money units, money hold, max blocks (of the money part).
+local function bundle_grant(bkey, pk, quota, cap, plan, avail)
+  local inc = bundle_hold(bkey, pk, quota, cap)
+  if inc == 0 then return 0, grant(plan, avail) end
+  return inc, grant(plan, avail, cap - inc)
+end
+
+-- A session's included hold ends: `used` seconds of it are consumed, the rest goes back.
+local function bundle_release(bkey, pk, held, used)
+  if used > 0 then redis.call('HINCRBY', bkey, 'u:' .. pk, used) end
+  if held > 0 then redis.call('HINCRBY', bkey, 'h:' .. pk, 0 - held) end
 end

@@ -16,6 +16,10 @@
 -- ARGV[16] packed GrantPlan for the next grant (update only; '' on terminate)
 -- ARGV[17] session's excess units after this request (field xs: reported beyond grant + overuse cap)
 -- ARGV[18] excess units of this request ('0' when none), written on its usage record
+-- ARGV[19] bundle (session opened with one; docs/wholesale.md "Bundles"): '' = none (the plain path),
+--          else "cap\31included total": the usage since the last report is covered by the session's
+--          included hold first; Python rated the money part from the included total it expects
+--          (CONFLICT when the session's says otherwise); update holds included seconds again first
 --
 -- Returns {code, outcome}:
 --   'OK'        done; outcome = stored outcome string
@@ -30,6 +34,7 @@ local now, req, exp_ms, validity, member, shard = ARGV[1], ARGV[2], tonumber(ARG
 local expect, used, chg, billed = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
 local mode, cause, etime, units_now, ttl = ARGV[11], ARGV[12], ARGV[13], ARGV[14], tonumber(ARGV[15])
 local plan, xs, excess = ARGV[16], ARGV[17], ARGV[18]
+local bundle = ARGV[19]
 
 local stored = answered(sess, req)
 if stored then return {'DUP', stored} end
@@ -38,12 +43,26 @@ if redis.call('EXISTS', sess) == 0 or redis.call('HGET', sess, 'closed') == '1' 
 end
 if redis.call('HGET', sess, 'used') ~= expect then return {'CONFLICT', ''} end
 
+-- bundles: consume the included hold for the new usage and release the rest (before any money moves)
+local B, bk, bpk, bquota, inc_now = nil, nil, nil, nil, 0
+if bundle ~= '' then
+  B = split(bundle, '\31')
+  local b = redis.call('HMGET', sess, 'bk', 'bq', 'ih', 'iu')
+  local held = tonumber(b[3] or '0')
+  inc_now = math.max(0, math.min(used - tonumber(expect), held))
+  if tonumber(b[4] or '0') + inc_now ~= tonumber(B[2]) then return {'CONFLICT', ''} end
+  bk, bpk, bquota = bundle_key(acct), b[1], tonumber(b[2])
+  bundle_release(bk, bpk, held, inc_now)
+  redis.call('HSET', sess, 'iu', B[2], 'ih', 0)
+end
+
+
 local old_hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
 local delta = chg - tonumber(redis.call('HGET', sess, 'chg') or '0')
 move_hold(acct, totals, 0 - old_hold)
 local bal = redis.call('HINCRBY', acct, 'bal', 0 - delta)
 if excess ~= '0' then redis.call('HSET', sess, 'xs', xs) end
-emit_usage(stream, seq, shard, sess, req, mode, units_now, used, delta, chg, bal, etime, excess)
+emit_usage(stream, seq, shard, sess, req, mode, units_now, used, delta, chg, bal, etime, excess, inc_now)
 redis.call('HSET', sess, 'used', used, 'chg', chg, 'billed', billed, 'hold', 0, 'hunits', 0,
   'rq', req, 'last', now)
 
@@ -57,10 +76,18 @@ if mode == 'terminate' then
 end
 
 local avail = available(acct)
-local blocks, units, hold, maxb = grant(plan, avail)
+local blocks, units, hold, maxb
+local inc = 0  -- bundles: included seconds held for the next grant
+if B then
+  inc, blocks, units, hold, maxb = bundle_grant(bk, bpk, bquota, tonumber(B[1]), plan, avail)
+  units = units + inc
+  redis.call('HSET', sess, 'ih', inc)
+else
+  blocks, units, hold, maxb = grant(plan, avail)
+end
 local final = (blocks < maxb) and 1 or 0
 local status = 'granted'
-if blocks == 0 then status = 'out_of_credit' end
+if blocks == 0 and inc == 0 then status = 'out_of_credit' end
 move_hold(acct, totals, hold)
 local out = outcome(status, units, final, delta, hold, bal, validity)
 redis.call('HSET', sess, 'hold', hold, 'hunits', units, 'exp', exp_ms, 'o:' .. req, out)

@@ -27,6 +27,12 @@ if exp_ms > now then
 end
 local hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
 move_hold(acct, totals, 0 - hold)
+-- bundles: the included seconds the session held go back (none consumed: no usage was reported)
+local bun = redis.call('HMGET', sess, 'bk', 'ih')
+if bun[1] then
+  bundle_release(bundle_key(acct), bun[1], tonumber(bun[2] or '0'), 0)
+  redis.call('HSET', sess, 'ih', 0)
+end
 local so_far = redis.call('HMGET', sess, 'used', 'billed', 'chg')
 emit_cdr(stream, seq, shard, sess, so_far[1], so_far[2], so_far[3], 'expired', iso)
 close_session(sess, expiry, member, ttl, live)

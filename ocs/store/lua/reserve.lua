@@ -12,6 +12,8 @@
 -- ARGV[8] seconds a refusal is remembered (its stored outcome answers retransmissions)
 -- ARGV[9] '1': index the session under its origin (KEYS[5])   ARGV[10] rating group
 -- ARGV[11] TTL of the rating-group set (KEYS[6])
+-- ARGV[12] bundle (docs/wholesale.md "Bundles"): '' = none (the plain path), else
+--          "period key\31quota\31cap": hold included seconds first, money for the rest of the cap
 --
 -- Returns {code, outcome} with code:
 --   'OK'       reserved; outcome = stored outcome string (see _lib.outcome)
@@ -29,6 +31,7 @@ local live = KEYS[7]
 local now, req, exp_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local validity, member, context, plan, refusal_ttl = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local has_origin, rg, groups_ttl = ARGV[9], ARGV[10], ARGV[11]
+local bundle = ARGV[12]
 
 local stored = answered(sess, req)
 if stored then return {'DUP', stored} end
@@ -51,8 +54,16 @@ local function refuse(code, status)
   return {code, out}
 end
 if redis.call('HGET', acct, 'st') == 'blocked' then return refuse('BLOCKED', 'blocked') end
-local blocks, units, hold, maxb = grant(plan, avail)
-if blocks == 0 then return refuse('NOCREDIT', 'out_of_credit') end
+local blocks, units, hold, maxb
+local inc, B = 0, nil  -- bundles: included seconds held, the bundle argument split
+if bundle == '' then
+  blocks, units, hold, maxb = grant(plan, avail)
+else
+  B = split(bundle, '\31')
+  inc, blocks, units, hold, maxb = bundle_grant(bundle_key(acct), B[1], tonumber(B[2]), tonumber(B[3]), plan, avail)
+  units = units + inc
+end
+if blocks == 0 and inc == 0 then return refuse('NOCREDIT', 'out_of_credit') end
 local final = (blocks < maxb) and 1 or 0
 
 move_hold(acct, totals, hold)
@@ -61,6 +72,7 @@ local out = outcome('granted', units, final, 0, hold, bal, validity)
 redis.call('HSET', sess, 'used', 0, 'chg', 0, 'billed', 0, 'hold', hold, 'hunits', units,
   'rq', req, 'exp', exp_ms, 'born', now, 'o:' .. req, out)
 if rev then redis.call('HSET', sess, 'cdrrev', rev) end
+if B then redis.call('HSET', sess, 'bk', B[1], 'bq', B[2], 'ih', inc, 'iu', 0) end
 redis.call('ZADD', expiry, exp_ms, member)
 redis.call('SADD', live, member)
 if has_origin == '1' then redis.call('SADD', by_origin, member) end
