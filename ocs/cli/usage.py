@@ -14,6 +14,7 @@ import asyncpg
 
 from ocs.cli.context import Context, Refused, add_json, emit
 from ocs.store import POSTGRES_REFUSED, dead_letters
+from ocs.wholesale import cost_cache
 
 
 def register(sub: Any) -> None:
@@ -42,7 +43,7 @@ async def list_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
 async def retry_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     conn = await ctx.pg()
     try:
-        await dead_letters.retry(conn, args.id)
+        await dead_letters.retry(conn, args.id, await cost_cache.load_book_or_none(conn))
     except dead_letters.DeadLetterNotFound:
         raise Refused(f"no dead letter {args.id}") from None
     except dead_letters.AlreadyResolved:

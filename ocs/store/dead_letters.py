@@ -18,6 +18,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from ocs.store.usage_rows import Entry, write_batch
+from ocs.wholesale.cost import CostBook
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 
@@ -73,7 +74,7 @@ class AlreadyResolved(Exception):
     pass
 
 
-async def retry(conn: Conn, dead_id: int) -> None:
+async def retry(conn: Conn, dead_id: int, costs: CostBook | None = None) -> None:
     """Write one dead letter again (idempotent by record id); marks it resolved, or raises the refusal.
 
     The refusal is re-raised after its attempt is counted (exit 1 in the CLI, the error named).
@@ -85,7 +86,7 @@ async def retry(conn: Conn, dead_id: int) -> None:
         raise AlreadyResolved(dead_id)
     entry: Entry = (row["stream"], row["entry_id"], decode_fields(row["fields"]))
     try:
-        await write_batch(conn, [entry])
+        await write_batch(conn, [entry], costs)  # a CDR is priced as the flusher would (docs/wholesale.md)
     except BaseException as exc:
         await conn.execute("UPDATE usage_dead_letters SET attempts = attempts + 1, error = $2 WHERE id = $1",
                            dead_id, _printable(f"{type(exc).__name__}: {exc}"))

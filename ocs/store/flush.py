@@ -38,13 +38,15 @@ from ocs.store.dead_letters import record_dead_letters
 from ocs.store.keys import USAGE_GROUP, Keys
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.usage_rows import Entry, write_batch
+from ocs.wholesale.cost import CostBook
+from ocs.wholesale.cost_cache import CostCache
 
 log = structlog.get_logger("ocs.flush")
 MAX_BACKOFF = 5.0
 CLAIM_IDLE_MS = 60_000
 
-async def _write_or_bisect(pool: asyncpg.Pool, entries: list[Entry],
-                           alerts: list[tuple[str, str]]) -> list[tuple[Entry, str]]:
+async def _write_or_bisect(pool: asyncpg.Pool, entries: list[Entry], alerts: list[tuple[str, str]],
+                           costs: CostBook | None = None) -> list[tuple[Entry, str]]:
     """Write ``entries``; returns the ones PostgreSQL refused even alone, with the error.
 
     Each half is its own transaction, so what can be written is committed and only the refused
@@ -54,14 +56,14 @@ async def _write_or_bisect(pool: asyncpg.Pool, entries: list[Entry],
     """
     try:
         async with pool.acquire() as conn:
-            alerts += await write_batch(conn, entries)
+            alerts += await write_batch(conn, entries, costs)
         return []
     except POSTGRES_REFUSED as exc:
         if len(entries) == 1:
             return [(entries[0], f"{type(exc).__name__}: {exc}")]
         mid = len(entries) // 2
-        return [*await _write_or_bisect(pool, entries[:mid], alerts),
-                *await _write_or_bisect(pool, entries[mid:], alerts)]
+        return [*await _write_or_bisect(pool, entries[:mid], alerts, costs),
+                *await _write_or_bisect(pool, entries[mid:], alerts, costs)]
 
 
 def _str(value: bytes) -> str:
@@ -88,6 +90,7 @@ class Flusher:
         self._groups_ready = False
         self._last_claim = 0.0
         self.after_commit: Callable[[list[Entry]], None] | None = None  # test hook (crash injection)
+        self.costs = CostCache(pool, self.rp, self.keys)  # provider and cost of each CDR (docs/wholesale.md)
 
     async def _ensure_groups(self) -> None:
         if self._groups_ready:
@@ -152,7 +155,7 @@ class Flusher:
             return 0
         alerts: list[tuple[str, str]] = []
         try:
-            refused = await _write_or_bisect(self.pool, entries, alerts)
+            refused = await _write_or_bisect(self.pool, entries, alerts, await self.costs.book())
             if refused:
                 await self._dead_letter(refused)
             if self.after_commit is not None:

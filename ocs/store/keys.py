@@ -12,6 +12,8 @@ Keys (``P`` is ``redis.key_prefix``, ``S`` the ``{sNN}`` tag):
 
 - ``P S:acct:<id>``          hash: bal, rsv, cl, type, st, cur, tariff, nsess
 - ``P S:acct:<id>:applied``  set of ledger ids applied to bal (top-up idempotency)
+- ``P S:acct:<id>:bun``      hash: included seconds of the account's bundles, per period key
+                               ``YYYY-MM:<product>``: ``q:<key>`` quota, ``u:<key>`` used, ``h:<key>`` held
 - ``P S:acct:<id>:live``     set of the account's open sessions (expiry members ``acct|sid|rg``), kept by
                                the scripts that open, re-key and close sessions; server-initiated control
                                (ASR, RAR, Disconnect, CoA: ``ocs.control``) walks it instead of a SCAN
@@ -79,6 +81,11 @@ class Keys:
 
     def live(self, account_id: str) -> str:
         return f"{self.tag_of(account_id)}:acct:{account_id}:live"
+
+    def bundles(self, account_id: str) -> str:
+        """Included-seconds counters of the account's bundles (``ocs.rating.bundles``); the scripts
+        derive the same name from the account key (``_lib.lua`` ``bundle_key``)."""
+        return f"{self.account(account_id)}:bun"
 
     def session(self, account_id: str, session: str, rating_group: int) -> str:
         """Includes the account: front-end session ids are only unique per client, not per shard."""

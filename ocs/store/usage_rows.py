@@ -23,16 +23,18 @@ log = structlog.get_logger("ocs.flush")
 
 USAGE_COLS = ("record_id", "account_id", "session_id", "rating_group", "request_number", "kind",
               "protocol", "service", "units", "used_total", "amount", "charged_total", "balance_after",
-              "currency", "event_time", "node", "excess_units", "reseller", "reseller_amount")
+              "currency", "event_time", "node", "excess_units", "reseller", "reseller_amount",
+              "included_units")  # bundles (010_bundles.sql)
 CDR_COLS = ("record_id", "session_id", "rating_group", "account", "protocol", "service", "calling",
             "called", "prefix", "destination", "start_time", "duration", "billed_seconds", "charge",
             "currency", "termination_cause", "end_time", "node", "excess_units", "revision",
             # wholesale (007_wholesale_records.sql); stream fields carry the same names
             "rate_currency", "fx_rate", "provider", "cost", "cost_currency", "reseller", "reseller_charge",
-            "rerated_from", "tariff", "tariff_version")
+            "rerated_from", "tariff", "tariff_version",
+            "included_seconds")  # bundles (010_bundles.sql)
 _INTS = {"rating_group", "request_number", "units", "used_total", "amount", "charged_total",
          "balance_after", "duration", "billed_seconds", "charge", "excess_units", "revision", "reseller_amount",
-         "cost", "reseller_charge", "rerated_from", "tariff_version"}
+         "cost", "reseller_charge", "rerated_from", "tariff_version", "included_units", "included_seconds"}
 _NULLABLE = {"balance_after", "cost", "reseller_charge", "rerated_from", "tariff_version"}
 _TIMES = {"event_time", "start_time", "end_time"}
 
