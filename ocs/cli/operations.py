@@ -13,6 +13,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from ocs import money
+from ocs.cli import cdr_import
 from ocs.cli.context import Context, Refused, Usage, add_json, emit
 from ocs.store import accounts_db, migrate, provision, records
 from ocs.store.keys import USAGE_GROUP
@@ -41,6 +42,7 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     add_json(p)
     p.set_defaults(func=export_cmd)
+    cdr_import.register(csub)  # cdr import: mediation of switch CDR files (ocs/cli/cdr_import.py)
     p = sub.add_parser("reconcile", help="prove balance = top-ups + adjustments - settled charges")
     add_json(p)
     p.set_defaults(func=reconcile_cmd)

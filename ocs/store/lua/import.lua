@@ -1,0 +1,63 @@
+-- import.lua: charge a batch of imported CDRs of one shard (mediation, docs/wholesale.md "Mediation").
+-- Each record is charged like a finished session: one debit, its usage record and its CDR, in this
+-- one atomic step, so no record without its money and no money without its record.
+--
+-- KEYS[1] shard usage stream   KEYS[2] the run's marker set for this shard   KEYS[3..] account hashes
+-- ARGV[1] node name   ARGV[2] account ids, \31-separated, in the order of KEYS[3..]
+-- ARGV[3] records, \30-separated; each \31-separated:
+--   account index (into KEYS), key, session id, calling, called, prefix, destination, start ISO,
+--   end ISO, duration, billed seconds, charge, currency, tariff, tariff version, protocol, cause
+--
+-- Idempotent per record: the marker set holds the key of every record this run charged, so a
+-- batch sent again (a lost reply, a retry) charges nothing twice.  The set outlives a crash and
+-- tells the next import which records were charged (ocs/mediation/importer.py, "repair").
+--
+-- The call already happened: the debit is made whatever the balance (it may go negative, like
+-- usage beyond a grant).  A blocked account's record is refused, and so is one of an account
+-- with bundles (field bun: included seconds) or a reseller (field rs): their extra legs are the
+-- charging scripts' (docs/wholesale.md "Mediation" says why).
+--
+-- Returns one character per record: 'O' charged, 'D' already charged by this run, 'N' no such
+-- account, 'B' account blocked, 'U' account has bundles, 'R' account has a reseller.
+-- @include _lib
+local stream, marks = KEYS[1], KEYS[2]
+local node = ARGV[1]
+local ids = split(ARGV[2], '\31')
+local recs = split(ARGV[3], '\30')
+local codes = {}
+for i = 1, #recs do
+  local f = split(recs[i], '\31')
+  local n = tonumber(f[1])
+  local acct, key = KEYS[n + 2], f[2]
+  local code = 'O'
+  if redis.call('SISMEMBER', marks, key) == 1 then
+    code = 'D'
+  else
+    local a = redis.call('HMGET', acct, 'type', 'st', 'bun', 'rs')
+    if not a[1] then
+      code = 'N'
+    elseif a[2] == 'blocked' then
+      code = 'B'
+    elseif a[3] and a[3] ~= '' then
+      code = 'U'
+    elseif a[4] and a[4] ~= '' then
+      code = 'R'
+    end
+  end
+  if code == 'O' then
+    local account, sid, charge = ids[n], f[3], tonumber(f[12])
+    local bal = redis.call('HINCRBY', acct, 'bal', 0 - charge)
+    redis.call('XADD', stream, '*', 'record_id', sid, 't', 'u', 'account_id', account, 'session_id', sid,
+      'rating_group', '0', 'request_number', '0', 'kind', 'import', 'protocol', f[16], 'service', 'voice',
+      'units', f[10], 'used_total', f[10], 'amount', f[12], 'charged_total', f[12], 'balance_after', int(bal),
+      'currency', f[13], 'event_time', f[9], 'node', node)
+    redis.call('XADD', stream, '*', 'record_id', 'cdr:' .. sid .. ':0', 't', 'c', 'session_id', sid,
+      'rating_group', '0', 'account', account, 'protocol', f[16], 'service', 'voice', 'calling', f[4],
+      'called', f[5], 'prefix', f[6], 'destination', f[7], 'start_time', f[8], 'duration', f[10],
+      'billed_seconds', f[11], 'charge', f[12], 'currency', f[13], 'termination_cause', f[17],
+      'end_time', f[9], 'node', node, 'revision', '1', 'tariff', f[14], 'tariff_version', f[15])
+    redis.call('SADD', marks, key)
+  end
+  codes[i] = code
+end
+return table.concat(codes)
