@@ -38,10 +38,11 @@ class Product:
     included_prefix: str = ""  # only for numbers starting with these digits ('' = any)
 
     def document(self) -> dict[str, Any]:
-        return {"name": self.name, "amount": money.format(self.amount), "currency": self.currency,
-                "period": self.period, "description": self.description,
-                "includes": {"seconds": self.included_seconds, "prefix": self.included_prefix}
-                if self.included_seconds else None}
+        doc: dict[str, Any] = {"name": self.name, "amount": money.format(self.amount), "currency": self.currency,
+                               "period": self.period, "description": self.description}
+        if self.included_seconds:  # bundles: only products that include seconds say so
+            doc["includes"] = {"seconds": self.included_seconds, "prefix": self.included_prefix}
+        return doc
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> Product:
