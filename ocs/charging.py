@@ -22,6 +22,7 @@ from ocs.model import ChargeRequest, EventAction, Outcome, Service, Status
 from ocs.rating import bundles
 from ocs.rating.engine import CompiledTariff, Selection, affordable
 from ocs.settlement import Settlement
+from ocs.store import placement
 from ocs.store.accounts_view import Account, AccountView
 from ocs.store.charging_scripts import ChargingScripts, Target, bundle_reserve_arg, pack_context
 from ocs.store.pipeline import AutoPipeline
@@ -59,6 +60,7 @@ class Charging:
 
     async def start(self) -> None:
         await self.rp.load_scripts()
+        await placement.load(self.rp.call, self.keys)  # where resellers' subscribers live (ocs.store.placement)
         await self.tariffs.preload()  # rating must not need PostgreSQL later (outage)
 
     async def close(self) -> None:
@@ -153,9 +155,16 @@ class Charging:
         t = Target(acct.id, req.session, req.rating_group, acct.currency)
         ctx = context(req, acct, sel, sel.start, self.cfg.node.name)
         bundle = self._bundle(acct, tariff, sel, cap) if acct.bundles else ""
+        leg = None
+        if acct.reseller:  # resellers: the wholesale leg rides in the same script call (ocs.resale)
+            priced = await self.settlement.resale.price(acct, self._destination(req), sel.start, sel.service, 0, cap)
+            if isinstance(priced, Outcome):
+                return priced
+            leg, rctx = priced
+            ctx.update(rctx)
         code, out = await self.scripts.reserve(t, req.request_number, ms(datetime.now(UTC)),
                                                self.settlement.expiry_ms(req.hold_seconds), pack_context(ctx), plan,
-                                               req.origin, bundle)
+                                               req.origin, bundle, leg)
         if code == "OK" and out is not None:
             self.states.remember(req.subscriber, req.session, acct.id)
             if not bundle:  # a bundle session's included hold is decided in the script: read it back next time
@@ -238,9 +247,17 @@ class Charging:
             refund = action is EventAction.REFUND_ACCOUNT
             event_time = req.event_time or datetime.now(UTC)
             ctx = context(req, acct, sel, event_time, self.cfg.node.name, billed=str(rating.billed_units))
+            leg = None
+            if acct.reseller:  # resellers: the wholesale price of the event, debited (refunded) with it
+                priced = await self.settlement.resale.price(acct, self._destination(req), event_time, sel.service,
+                                                            units)
+                if isinstance(priced, Outcome):
+                    return priced
+                leg, rctx = priced
+                ctx.update(rctx)
             return (await self.scripts.event(Target(acct.id, req.session, req.rating_group, acct.currency),
                                              req.request_number, -rating.charge if refund else rating.charge, units,
-                                             iso(event_time), pack_context(ctx), refund=refund))[1] \
+                                             iso(event_time), pack_context(ctx), refund=refund, leg=leg))[1] \
                 or Outcome(Status.ERROR, reason="event script")
         finally:
             self._observe("event", t0)

@@ -24,8 +24,9 @@ from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, Outcome, Service, Status
 from ocs.rating.bundles import included_total
 from ocs.rating.engine import CompiledTariff, GrantPlan, Selection
+from ocs.resale import Resale
 from ocs.store.accounts_view import AccountView
-from ocs.store.charging_scripts import ChargingScripts, Debit, Orphan, Target, bundle_debit_arg, pack_context
+from ocs.store.charging_scripts import SEP, ChargingScripts, Debit, Leg, Orphan, Target, bundle_debit_arg, pack_context
 from ocs.store.session_state import SessionState, SessionStates, iso, ms
 from ocs.store.tariff_cache import TariffCache, TariffNotFound
 from ocs.usage import BEYOND_EXACT, beyond_exact, context, settle
@@ -43,6 +44,7 @@ class Settlement:
         self.tariffs = tariffs
         self.states = states
         self.scripts = scripts
+        self.resale = Resale(accounts, tariffs)  # the reseller leg of a reseller's subscriber's charges
         # called (synchronously; it must only queue work) when a debit takes a postpaid account to or
         # past its credit limit: control ends the account's sessions (spec section 9, docs/control.md)
         self.on_credit_limit: Callable[[str], None] | None = None
@@ -110,7 +112,9 @@ class Settlement:
                   used - st.used, iso(req.event_time or now), st.excess + excess, excess,
                   req.termination_cause or "", plan, bundle)
         t = Target(st.account, st.sid, st.rg, st.currency)
-        code, out = await self.scripts.debit(t, d, ms(now), self.expiry_ms(req.hold_seconds), st.f.get("origin", ""))
+        leg = await self.resale.settle(st, used, plan, cap) if "rs" in st.f else None  # resellers (ocs.resale)
+        code, out = await self.scripts.debit(t, d, ms(now), self.expiry_ms(req.hold_seconds), st.f.get("origin", ""),
+                                             leg)
         if code == "OK" and out is not None and (out.balance or 0) < 0 and self.on_credit_limit is not None:
             await self._watch_credit_limit(st.account, out)
         if out is None or terminate or bundle:  # a bundle session's new included hold is the script's
@@ -146,11 +150,12 @@ class Settlement:
             t, ctx, expect = Target(st.account, st.sid, st.rg, st.currency), "", st.f.get("used", "0")
             used0, chg0, xs0 = st.used, st.charged, st.excess
             inc0 = int(st.f.get("iu") or 0)  # bundles: seconds a closed session had covered stay covered
+            reseller = st.f.get("rs", "")
         else:
             found = await self._orphan_rating(req)
             if isinstance(found, Outcome):
                 return found
-            t, tariff, sel, ctx = found
+            t, tariff, sel, ctx, reseller = found
             expect, used0, chg0, xs0, inc0 = "", 0, 0, 0, 0
         if sel is None:
             return Outcome(Status.UNKNOWN_SESSION, account=t.account, reason="not rateable")
@@ -162,13 +167,29 @@ class Settlement:
             return self._refuse_beyond_exact(req, t.account, rating.charge)
         self._overuse(req, t.account, excess, used)
         now = datetime.now(UTC)
+        leg = None
+        if reseller:  # resellers: the wholesale total of the usage, debited in the same call
+            leg, ctx = await self._orphan_leg(req, st, sel, used, ctx)
         o = Orphan(req.request_number, expect, used, rating.charge, rating.billed_units, max(0, rating.charge - chg0),
                    used - used0, iso(req.event_time or now), terminate, req.termination_cause or "", ctx,
                    xs0 + excess, excess)
-        return (await self.scripts.orphan(t, o, ms(now)))[1]
+        return (await self.scripts.orphan(t, o, ms(now), leg))[1]
+
+    async def _orphan_leg(self, req: ChargeRequest, st: SessionState | None, sel: Selection, used: int,
+                          ctx: str) -> tuple[Leg | None, str]:
+        """The reseller's leg of an orphan's usage, and the tombstone's context with its fields."""
+        if st is not None:
+            return await self.resale.settle(st, used, None, 0), ctx
+        acct = await self.accounts.resolve(req.subscriber)  # the view's cache: _orphan_rating just read it
+        priced = await self.resale.price(acct, sel.number, sel.start, sel.service, used) if acct else None
+        if priced is None or isinstance(priced, Outcome):  # the usage happened: the subscriber is charged
+            log.warning("orphan_reseller_not_rated", session=req.session, reason=getattr(priced, "reason", ""))
+            return None, ctx
+        leg, rctx = priced
+        return leg, f"{ctx}{SEP}{pack_context(rctx)}"
 
     async def _orphan_rating(self, req: ChargeRequest
-                             ) -> tuple[Target, CompiledTariff, Selection, str] | Outcome:
+                             ) -> tuple[Target, CompiledTariff, Selection, str, str] | Outcome:
         """Account, tariff, selection and context for usage of a session never seen."""
         acct = await self.accounts.resolve(req.subscriber)
         if acct is None:
@@ -183,4 +204,4 @@ class Settlement:
         if sel is None:
             return Outcome(Status.UNKNOWN_SESSION, account=acct.id, reason="destination not rated")
         ctx = pack_context(context(req, acct, sel, start, self.cfg.node.name))
-        return Target(acct.id, req.session, req.rating_group, acct.currency), tariff, sel, ctx
+        return Target(acct.id, req.session, req.rating_group, acct.currency), tariff, sel, ctx, acct.reseller

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from ocs import money
 from ocs.billing import bundles
 from ocs.billing.errors import Invalid, Refused
-from ocs.store import accounts_db, provision
+from ocs.store import accounts_db, placement, provision
 from ocs.store.keys import Keys
 from ocs.store.provision import Conn
 
@@ -235,6 +235,8 @@ async def sync(conn: Conn, redis: Redis, keys: Keys, account_id: str) -> asyncpg
         row = await conn.fetchrow("SELECT * FROM accounts WHERE id = $1 FOR SHARE", account_id)
         if row is None:
             raise Refused(f"unknown account {account_id!r}")
+        if row["reseller"]:  # a new reseller's subscriber lives on its reseller's shard (docs/wholesale.md)
+            await placement.place_subscriber(conn, redis, keys, row)
         await provision.sync_account(redis, keys, row, await accounts_db.aliases(conn, account_id))
     await provision.apply_pending(conn, redis, keys, account_id)
     return row

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from ocs import money
-from ocs.billing import account_status, customers, ledger
+from ocs.billing import account_status, customers, ledger, resellers
 from ocs.billing.errors import Invalid
 from ocs.billing.errors import Refused as BillingRefused
 from ocs.cli import billing_accounts
@@ -32,6 +32,7 @@ def register(sub: Any) -> None:
     p.add_argument("--credit-limit", default="0")
     p.add_argument("--alias", action="append", default=[])
     p.add_argument("--password")
+    p.add_argument("--reseller", help="the reseller this subscriber belongs to (fixed; docs/wholesale.md)")
     billing_accounts.add_profile_options(p, create=True)
     add_json(p)
     p.set_defaults(func=create_cmd)
@@ -93,10 +94,14 @@ async def create_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     try:
         profile = billing_accounts.profile_of(args)
         new = customers.NewAccount(args.id, args.currency, args.tariff, args.postpaid, tuple(args.alias), profile)
-        await customers.create(await ctx.pg(), new)
+        if args.reseller is not None:  # resellers: the subscriber's keys go to its reseller's shard
+            await resellers.create_subscriber(await ctx.pg(), new, args.reseller)
+        else:
+            await customers.create(await ctx.pg(), new)
+        # the service's sync: it also places a reseller's subscriber before its hash is written
+        await customers.sync(await ctx.pg(), await ctx.redis(), ctx.keys, args.id)
     except BillingRefused as exc:
         raise billing_accounts.refused(exc) from None
-    await _sync(ctx, args.id)
     return await _show(ctx, args.id, f"account {args.id} created")
 
 

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ocs import config
+from ocs.store import placement
 from ocs.store.keys import Keys
 
 
@@ -50,6 +51,7 @@ class Context:
             self._redis = Redis.from_url(self.cfg.redis.url, socket_connect_timeout=5)
             try:
                 await self._redis.ping()
+                await placement.load(self._redis.execute_command, self.keys)  # resellers' subscribers' shards
             except (OSError, RedisError) as exc:
                 raise Refused(f"redis: cannot connect: {exc}") from None
         return self._redis

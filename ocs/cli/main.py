@@ -23,6 +23,7 @@ from ocs.cli import api_tokens as api_verbs
 from ocs.cli import fx as fx_verbs
 from ocs.cli import providers as provider_verbs
 from ocs.cli import rerate as rerate_verbs
+from ocs.cli import resellers as reseller_verbs
 from ocs.cli.context import Context, Refused, Usage, Verb
 
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (*verb_modules, api_verbs, fx_verbs, rerate_verbs):
         module.register(sub)
     provider_verbs.register(sub)  # provider, route (docs/wholesale.md)
+    reseller_verbs.register(sub)  # reseller create|list|show|block|unblock|topup (docs/wholesale.md)
     return parser
 
 

@@ -15,7 +15,7 @@ from redis.exceptions import ResponseError
 from ocs import money
 from ocs.cli import cdr_import
 from ocs.cli.context import Context, Refused, Usage, add_json, emit
-from ocs.store import accounts_db, migrate, provision, records
+from ocs.store import accounts_db, migrate, placement, provision, records
 from ocs.store.keys import USAGE_GROUP
 from ocs.store.replies import text
 
@@ -94,28 +94,34 @@ async def export_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     return {"records": len(out)}
 
 
-async def _stream_pending(ctx: Context) -> dict[str, dict[str, int]]:
-    """Usage records still in the Redis streams: {account: {record_id: amount}}."""
+async def _stream_pending(ctx: Context) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Usage records still in the Redis streams: {account: {record_id: amount}}, and the same for what
+    they debited resellers: {reseller: {record_id: reseller_amount}}."""
     redis = await ctx.redis()
     out: dict[str, dict[str, int]] = {}
+    resold: dict[str, dict[str, int]] = {}
     for stream in ctx.keys.all_usage_streams():
         for _id, raw in await redis.xrange(stream) or []:
             f = {text(k): text(v) for k, v in (raw or {}).items()}
             if f.get("t") == "u":
                 out.setdefault(f["account_id"], {})[f["record_id"]] = int(f["amount"])
-    return out
+                if f.get("reseller"):
+                    resold.setdefault(f["reseller"], {})[f["record_id"]] = int(f.get("reseller_amount") or 0)
+    return out, resold
 
 
 async def _expected(ctx: Context) -> list[dict[str, Any]]:
     conn = await ctx.pg()
     rows = await records.ledger_totals(conn)
-    pending = await _stream_pending(ctx)
+    pending, resold = await _stream_pending(ctx)
     flushed = await records.flushed(conn, [rid for recs in pending.values() for rid in recs])
     out = []
     for r in rows:
         in_stream = sum(a for rid, a in pending.get(r["id"], {}).items() if rid not in flushed)
+        # a reseller's balance also pays its subscribers' wholesale charges
+        sold = int(r["resold"]) + sum(a for rid, a in resold.get(r["id"], {}).items() if rid not in flushed)
         out.append({"id": r["id"], "credited": int(r["credited"]), "unapplied": int(r["unapplied"]),
-                    "settled": int(r["settled"]) + in_stream})
+                    "settled": int(r["settled"]) + in_stream + sold, "resold": sold})
     return out
 
 
@@ -131,6 +137,7 @@ async def reconcile_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any
                        "difference": money.format(diff), "reserved": money.format(rsv),
                        "topups_and_adjustments": money.format(e["credited"]),
                        "settled_charges": money.format(e["settled"]),
+                       **({"reseller_charges": money.format(e["resold"])} if e["resold"] else {}),
                        "unapplied_ledger": money.format(e["unapplied"])})
     doc = {"accounts": len(report), "differences": bad, "report": report}
     lines = [f"{r['account']}: balance {r['balance']} expected {r['expected']} difference {r['difference']}"
@@ -156,6 +163,7 @@ async def rebuild_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     for shard in range(ctx.keys.shards):
         await redis.delete(ctx.keys.expiry(shard), ctx.keys.totals(shard))  # no hold survives
     expected = {e["id"]: e for e in await _expected(ctx)}
+    await placement.restore(conn, redis, ctx.keys)  # resellers' subscribers back on their resellers' shards
     for e in expected.values():
         row = await accounts_db.get(conn, e["id"])
         assert row is not None

@@ -8,11 +8,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from ocs.rating.engine import normalize_number
+from ocs.store import placement
 from ocs.store.keys import Keys
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.replies import text
 
-_FIELDS = ("type", "st", "tariff", "cur", "pw", "bal", "rsv", "cl", "bun")  # bun: bundles (ocs.rating.bundles)
+_FIELDS = ("type", "st", "tariff", "cur", "pw", "bal", "rsv", "cl", "bun",  # bun: bundles (ocs.rating.bundles)
+           "rs")  # rs: the account's reseller (docs/wholesale.md "Resellers")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Account:
     reserved: int
     credit_limit: int
     bundles: str = ""  # packed included-seconds bundles ('' = none: the plain path)
+    reseller: str = ""  # the reseller whose subscriber this is ('' = none: the plain path)
 
     @property
     def blocked(self) -> bool:
@@ -98,16 +101,37 @@ class AccountView:
                 found = await self.get(text(owner))
                 if found is not None:
                     return found
-        return self._account(subscriber, results[-1])
+        found = self._account(subscriber, results[-1])
+        if found is None and await placement.refresh(self.rp.call, self.keys, subscriber):
+            return await self.get(subscriber)  # a reseller's subscriber placed since this process loaded
+        return found
 
     async def get(self, account_id: str) -> Account | None:
-        return self._account(account_id, await self.rp.call("HMGET", self.keys.account(account_id), *_FIELDS))
+        found = self._account(account_id, await self.rp.call("HMGET", self.keys.account(account_id), *_FIELDS))
+        if found is None and await placement.refresh(self.rp.call, self.keys, account_id):
+            return await self.get(account_id)
+        return found
+
+    async def reseller(self, account_id: str) -> Account | None:
+        """A reseller's account by id (not an alias), through the same one-second cache.
+
+        Only for rating its wholesale leg (tariff, currency): its status and money are read by the
+        scripts inside Redis.  Cached under a key no subscriber string has (a leading NUL).
+        """
+        key, now = "\x00" + account_id, time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found = await self.get(account_id)
+        if found is not None:
+            self._fill(key, found, now)
+        return found
 
     @staticmethod
     def _account(account_id: str, raw: list[bytes | None]) -> Account | None:
-        vals = [text(v) for v in raw]
+        vals = [text(v) for v in raw] + [""] * (len(_FIELDS) - len(raw))  # fields added later read as ''
         if not vals[0]:
             return None
-        typ, st, tariff, cur, pw, bal, rsv, cl, bun = vals
+        typ, st, tariff, cur, pw, bal, rsv, cl, bun, rs = vals
         return Account(account_id, typ, st or "active", tariff, cur, pw, int(bal or 0), int(rsv or 0),
-                       int(cl or 0), bun)
+                       int(cl or 0), bun, rs)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ocs.model import Outcome, Status
 from ocs.rating.engine import GrantPlan
-from ocs.store.keys import Keys, shard_of
+from ocs.store.keys import Keys
 from ocs.store.outcomes import decode_outcome
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.replies import text
@@ -104,6 +104,23 @@ class Debit:
 
 
 @dataclass(slots=True)
+class Leg:
+    """The reseller's part of one script call (docs/wholesale.md "Resellers"); None on the plain path.
+
+    The reseller's account hash shares the subscriber's hash tag (:mod:`ocs.store.placement`), so
+    passing it keeps the call in one slot.
+    """
+
+    account: str  # the reseller
+    charged: int = 0  # the session's wholesale charged total after this request (event: its amount)
+    plan: GrantPlan | None = None  # the wholesale plan of the next grant (reserve, debit update)
+    offset: int = 0  # the subscriber's billed position minus the reseller's (where both plans start)
+
+    def grant_arg(self) -> str:
+        return f"{plan_arg(self.plan)}{SEP}{self.offset}"
+
+
+@dataclass(slots=True)
 class Orphan:
     """What ``orphan.lua`` writes for usage of a session not held open."""
 
@@ -134,10 +151,10 @@ class ChargingScripts:
         rp.register(self.reserve_s, self.debit_s, self.orphan_s, self.bind_s, self.event_s, Script("reap"))
 
     def shard(self, account: str) -> int:
-        return shard_of(account, self.keys.shards)
+        return self.keys.shard_for(account)  # a reseller's subscriber: its reseller's shard
 
     async def reserve(self, t: Target, request_number: int, now_ms: int, expiry_ms: int, context: str,
-                      plan: GrantPlan, origin: str, bundle: str = "") -> ScriptOutcome:
+                      plan: GrantPlan, origin: str, bundle: str = "", leg: Leg | None = None) -> ScriptOutcome:
         """``reserve.lua``: open the session and hold its first grant; index it by origin and rating group."""
         sh = self.shard(t.account)
         keys = [self.keys.account(t.account), self.keys.session(t.account, t.sid, t.rg), self.keys.expiry(sh),
@@ -145,12 +162,16 @@ class ChargingScripts:
                 self.keys.live(t.account)]
         args = [now_ms, request_number, expiry_ms, self.validity, t.member(), context, plan_arg(plan),
                 self.refusal_ttl, "1" if origin else "0", t.rg, GROUPS_TTL, bundle]
+        if leg is not None:
+            keys.append(self.keys.account(leg.account))
+            args.append(leg.grant_arg())
         code, out = await self.rp.script(self.reserve_s, keys, args)
         code = text(code)
         return code, self._outcome(code, out, t, {
             "EXISTS": Outcome(Status.INVALID, reason="session already open", account=t.account)})
 
-    async def debit(self, t: Target, d: Debit, now_ms: int, expiry_ms: int, origin: str) -> ScriptOutcome:
+    async def debit(self, t: Target, d: Debit, now_ms: int, expiry_ms: int, origin: str,
+                    leg: Leg | None = None) -> ScriptOutcome:
         """``debit.lua``: charge the usage, then hold the next grant (update) or close (terminate)."""
         sh = self.shard(t.account)
         keys = [self.keys.account(t.account), self.keys.session(t.account, t.sid, t.rg), self.keys.expiry(sh),
@@ -159,11 +180,14 @@ class ChargingScripts:
         args = [now_ms, d.request_number, expiry_ms, self.validity, t.member(), f"s{sh:02d}", d.expect_used, d.used,
                 d.charged, d.billed, "update" if d.plan is not None else "terminate", d.cause, d.event_time,
                 d.units_now, self.ttl, plan_arg(d.plan), d.excess_total, d.excess, d.bundle]
+        if leg is not None:
+            keys.append(self.keys.account(leg.account))
+            args.extend((leg.charged, leg.grant_arg() if d.plan is not None else ""))
         code, out = await self.rp.script(self.debit_s, keys, args)
         code = text(code)
         return code, self._outcome(code, out, t, {})
 
-    async def orphan(self, t: Target, o: Orphan, now_ms: int) -> ScriptOutcome:
+    async def orphan(self, t: Target, o: Orphan, now_ms: int, leg: Leg | None = None) -> ScriptOutcome:
         """``orphan.lua``: charge usage of a session not held open, once (answered as unknown session)."""
         sh = self.shard(t.account)
         keys = [self.keys.account(t.account), self.keys.session(t.account, t.sid, t.rg), self.keys.usage(sh),
@@ -171,18 +195,24 @@ class ChargingScripts:
         args = [now_ms, o.request_number, f"s{sh:02d}", o.expect_used, o.used, o.charged, o.billed, o.amount,
                 o.units_now, o.event_time, self.ttl, "1" if o.terminate else "0", o.cause, o.context,
                 o.excess_total, o.excess]
+        if leg is not None:
+            keys.append(self.keys.account(leg.account))
+            args.append(leg.charged)
         code, out = await self.rp.script(self.orphan_s, keys, args)
         code = text(code)
         return code, self._outcome(code, out, t, {})
 
     async def event(self, t: Target, request_number: int, amount: int, units: int, event_time: str,
-                    context: str, *, refund: bool) -> ScriptOutcome:
+                    context: str, *, refund: bool, leg: Leg | None = None) -> ScriptOutcome:
         """``event.lua``: a one-shot debit or refund (CCR-E), with its record and CDR."""
         sh = self.shard(t.account)
         keys = [self.keys.account(t.account), self.keys.session(t.account, t.sid, t.rg), self.keys.usage(sh),
                 self.keys.seq(sh)]
         args = [request_number, f"s{sh:02d}", amount, units, event_time, self.ttl,
                 "refund" if refund else "event", "0" if refund else "1", context]
+        if leg is not None:
+            keys.append(self.keys.account(leg.account))
+            args.append(-leg.charged if refund else leg.charged)
         code, out = await self.rp.script(self.event_s, keys, args)
         code = text(code)
         return code, self._outcome(code, out, t, {

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from ocs.control.model import Ack, ControlResult, Op
+from ocs.store import placement
 from ocs.store.charging_scripts import parse_member
 from ocs.store.keys import Keys
 from ocs.store.replies import fields, text
@@ -131,6 +132,7 @@ class ControlBus:
 
     async def open_sessions(self, account: str) -> list[LiveSession]:
         """Every open session of ``account`` (the live set, checked against the hashes)."""
+        await placement.ensure(self.redis.execute_command, self.keys, account)  # a reseller's subscriber's shard
         members = [parse_member(text(m)) for m in await self.redis.smembers(self.keys.live(account))]
         pipe = self.redis.pipeline(transaction=False)
         for acct, sid, rg in members:
@@ -144,6 +146,7 @@ class ControlBus:
 
     async def session(self, account: str, sid: str, groups: tuple[int, ...]) -> list[LiveSession]:
         """The rating groups ``groups`` of session ``sid`` still open (one read each, not the account's set)."""
+        await placement.ensure(self.redis.execute_command, self.keys, account)
         pipe = self.redis.pipeline(transaction=False)
         for rg in groups:
             pipe.hgetall(self.keys.session(account, sid, rg))
@@ -163,6 +166,7 @@ class ControlBus:
 
     async def mark(self, s: LiveSession, cause: str) -> bool:
         """Make the session's record carry ``cause`` however it ends; False when it is closed."""
+        await placement.ensure(self.redis.execute_command, self.keys, s.account)
         return text(await MARK(self.redis, [self.keys.session(s.account, s.sid, s.rg)], [cause])) == "OK"
 
     # -- commands ---------------------------------------------------------------------------

@@ -24,6 +24,9 @@ Keys (``P`` is ``redis.key_prefix``, ``S`` the ``{sNN}`` tag):
 - ``P S:totals``             hash: ``rsv`` = the shard's reserved money (kept by the scripts that
                                move holds, so the ``ocs_reserved_micros`` gauge needs no SCAN)
 - ``P alias:<value>``        string: account id
+- ``P placement``            hash: account id -> shard of an account placed off its crc32 shard (a reseller's
+                               subscriber lives on its reseller's shard: ``Keys.shard_for``; written before
+                               the account hash, never changed)
 - ``P S:origin:<origin>``    set of the members (account, sid, rg) of the shard's sessions opened
                                through a NAS/peer (Accounting-On/Off settles them); kept by the scripts
 - ``P S:sgrp:<id>|<sid>``    set of the rating groups other than 0 that session ``sid`` of account
@@ -49,7 +52,7 @@ Keys (``P`` is ``redis.key_prefix``, ``S`` the ``{sNN}`` tag):
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 LAYOUT_VERSION = 1
 USAGE_GROUP = "flush"
@@ -66,12 +69,25 @@ class Keys:
 
     prefix: str = "ocs:"
     shards: int = 16
+    # Resellers (docs/wholesale.md): account id -> shard of the accounts NOT on their crc32 shard (a
+    # reseller's subscribers live on their reseller's shard, so one script moves both balances).  A copy
+    # of ``P placement`` (ocs.store.placement); filled at start, on a miss; an entry never changes.
+    placement: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def tag(self, shard: int) -> str:
         return f"{self.prefix}{{s{shard:02d}}}"
 
+    def shard_for(self, account_id: str) -> int:
+        """The shard of an account's keys: its placement when it has one, else crc32 (one dict lookup)."""
+        sh = self.placement.get(account_id)
+        return shard_of(account_id, self.shards) if sh is None else sh
+
     def tag_of(self, account_id: str) -> str:
-        return self.tag(shard_of(account_id, self.shards))
+        return self.tag(self.shard_for(account_id))
+
+    def placement_key(self) -> str:
+        """Hash: account id -> shard, for the accounts placed off their crc32 shard (never changed once set)."""
+        return f"{self.prefix}placement"
 
     def account(self, account_id: str) -> str:
         return f"{self.tag_of(account_id)}:acct:{account_id}"

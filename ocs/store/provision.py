@@ -16,6 +16,7 @@ from asyncpg.pool import PoolConnectionProxy
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from ocs.store import placement
 from ocs.store.keys import Keys
 from ocs.store.scripts import Script
 
@@ -24,6 +25,8 @@ TOPUP = Script("topup")
 
 
 async def sync_account(redis: Redis, keys: Keys, row: asyncpg.Record, aliases: list[str]) -> None:
+    if row.get("reseller") and row["id"] not in keys.placement:  # placed since this process loaded?
+        await placement.refresh(redis.execute_command, keys, row["id"])
     pipe = redis.pipeline(transaction=False)
     stage_account(pipe, keys, row, aliases)
     await pipe.execute()
@@ -37,6 +40,8 @@ def stage_account(pipe: Pipeline, keys: Keys, row: asyncpg.Record, aliases: list
     pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]  # redis-py Mapping key invariance
     pipe.hsetnx(key, "bal", 0)
     pipe.hsetnx(key, "rsv", 0)
+    if row.get("reseller") and row["id"] in keys.placement:  # a reseller's subscriber (ocs.store.placement)
+        pipe.hset(key, "rs", row["reseller"])
     if row["password"]:
         pipe.hset(key, "pw", row["password"])
     else:
@@ -48,6 +53,8 @@ def stage_account(pipe: Pipeline, keys: Keys, row: asyncpg.Record, aliases: list
 async def apply_entry(redis: Redis, keys: Keys, account_id: str, ledger_id: int, amount: int) -> bool:
     """Apply one ledger row; False when it had been applied already."""
     code, _bal = await TOPUP(redis, [keys.account(account_id), keys.applied(account_id)], [ledger_id, amount])
+    if int(code) < 0 and await placement.refresh(redis.execute_command, keys, account_id):
+        return await apply_entry(redis, keys, account_id, ledger_id, amount)  # a reseller's subscriber placed since
     if int(code) < 0:
         raise LookupError(f"account {account_id} missing in Redis")
     return int(code) == 1

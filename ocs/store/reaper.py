@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from ocs.config import Config
 from ocs.metrics import Metrics
 from ocs.model import StoreUnavailable
+from ocs.store import placement
 from ocs.store.charging_scripts import parse_member
 from ocs.store.keys import Keys
 from ocs.store.pipeline import AutoPipeline
@@ -65,6 +66,8 @@ class Reaper:
         for raw in members:
             member = text(raw)
             account, sid, rg = parse_member(member)
+            if self.keys.shard_for(account) != shard:  # a reseller's subscriber placed since this process loaded
+                await placement.refresh(self.rp.call, self.keys, account)
             keys = [self.keys.account(account), self.keys.session(account, sid, rg), expiry,
                     self.keys.usage(shard), self.keys.seq(shard), self.keys.totals(shard), self.keys.live(account)]
             code, _released = await self.rp.script(

@@ -23,14 +23,17 @@ async def cdrs(conn: Conn, start: datetime | None, end: datetime | None, account
 
 
 async def ledger_totals(conn: Conn) -> list[asyncpg.Record]:
-    """Per account: ``credited`` (applied ledger), ``unapplied`` (ledger not yet in Redis), ``settled`` (usage)."""
+    """Per account: ``credited`` (applied ledger), ``unapplied`` (ledger not yet in Redis), ``settled`` (usage),
+    ``resold`` (a reseller: the wholesale debits of its subscribers' usage)."""
     return await conn.fetch(
         "SELECT a.id,"
         " (SELECT coalesce(sum(amount), 0) FROM ledger l WHERE l.account_id = a.id AND applied_at IS NOT NULL)"
         "   AS credited,"
         " (SELECT coalesce(sum(amount), 0) FROM ledger l WHERE l.account_id = a.id AND applied_at IS NULL)"
         "   AS unapplied,"
-        " (SELECT coalesce(sum(amount), 0) FROM usage u WHERE u.account_id = a.id) AS settled"
+        " (SELECT coalesce(sum(amount), 0) FROM usage u WHERE u.account_id = a.id) AS settled,"
+        # a reseller: what its subscribers' charges debited it (docs/wholesale.md "Resellers")
+        " (SELECT coalesce(sum(reseller_amount), 0) FROM usage u WHERE u.reseller = a.id) AS resold"
         " FROM accounts a ORDER BY a.id")
 
 

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 from ocs.model import Outcome, Service
 from ocs.rating.engine import Selection
+from ocs.store import placement
 from ocs.store.charging_scripts import parse_member
 from ocs.store.keys import Keys
 from ocs.store.outcomes import decode_outcome
@@ -142,6 +143,8 @@ class SessionStates:
 
     async def load(self, account: str, sid: str, rg: int) -> SessionState | None:
         raw = await self.rp.call("HGETALL", self.keys.session(account, sid, rg))
+        if not raw and await placement.refresh(self.rp.call, self.keys, account):
+            return await self.load(account, sid, rg)  # a reseller's subscriber placed since this process loaded
         return SessionState(account, sid, rg, fields(raw)) if raw else None
 
     def cached(self, subscriber: str, sid: str, rg: int) -> SessionState | None:

@@ -137,6 +137,13 @@ local function emit(stream, seq, shard, record_id, fields)
   return record_id
 end
 
+-- Fields a script adds to the usage record / CDR it writes next (resellers: _reseller.lua sets them);
+-- nil, the plain path, adds nothing.
+local extra_usage, extra_cdr = nil, nil
+local function add_extra(f, extra)
+  if extra then for n = 1, #extra do f[#f + 1] = extra[n] end end
+end
+
 -- The usage record of one debit or credit (t=u); the session hash says whose and what.
 -- `excess` (optional): units reported beyond grant + charging.max_overuse_seconds, not charged.
 -- `included` (optional, bundles): units of this record covered by included seconds (not charged).
@@ -149,6 +156,7 @@ local function emit_usage(stream, seq, shard, sess, req, kind, units, used, amou
     'currency', s[6], 'event_time', etime, 'node', s[7]}
   if excess and excess ~= '0' then f[#f + 1] = 'excess_units'; f[#f + 1] = excess end
   if included and included > 0 then f[#f + 1] = 'included_units'; f[#f + 1] = int(included) end
+  add_extra(f, extra_usage)
   emit(stream, seq, shard, '', f)
 end
 
@@ -173,6 +181,7 @@ local function emit_cdr(stream, seq, shard, sess, duration, billed, charge, caus
     'end_time', end_time, 'node', s[7], 'revision', int(rev), 'tariff', s[15] or '', 'tariff_version', s[16] or ''}
   if s[13] then f[#f + 1] = 'excess_units'; f[#f + 1] = s[13] end
   if s[17] then f[#f + 1] = 'included_seconds'; f[#f + 1] = s[17] end
+  add_extra(f, extra_cdr)
   emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], f)
 end
 

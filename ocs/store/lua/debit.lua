@@ -20,6 +20,11 @@
 --          else "cap\31included total": the usage since the last report is covered by the session's
 --          included hold first; Python rated the money part from the included total it expects
 --          (CONFLICT when the session's says otherwise); update holds included seconds again first
+-- KEYS[9] / ARGV[20] / ARGV[21] resellers (docs/wholesale.md "Resellers"; absent = the plain path): the
+--          reseller's account hash, the session's new wholesale charged total (Python rated it
+--          cumulatively like the subscriber's), and for update "wholesale plan\31offset": the reseller is
+--          debited the difference with the subscriber (its usage record and the CDR say so), its hold is
+--          released, and the next grant is cut to what it pays for and held on it too
 --
 -- Returns {code, outcome}:
 --   'OK'        done; outcome = stored outcome string
@@ -27,6 +32,7 @@
 --   'NOSESSION' no session / session closed: nothing moved (caller charges it as orphan)
 --   'CONFLICT'  the session moved since Python read it: nothing moved, re-read and retry
 -- @include _lib
+-- @include _reseller
 local acct, sess, expiry, stream, seq, totals, by_origin = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
   KEYS[7]
 local live = KEYS[8]
@@ -35,6 +41,7 @@ local expect, used, chg, billed = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]),
 local mode, cause, etime, units_now, ttl = ARGV[11], ARGV[12], ARGV[13], ARGV[14], tonumber(ARGV[15])
 local plan, xs, excess = ARGV[16], ARGV[17], ARGV[18]
 local bundle = ARGV[19]
+local racct, rchg, rarg = KEYS[9], ARGV[20], ARGV[21]  -- resellers
 
 local stored = answered(sess, req)
 if stored then return {'DUP', stored} end
@@ -56,6 +63,7 @@ if bundle ~= '' then
   redis.call('HSET', sess, 'iu', B[2], 'ih', 0)
 end
 
+if racct then reseller_settle(racct, totals, sess, tonumber(rchg)) end  -- resellers: the wholesale debit
 
 local old_hold = tonumber(redis.call('HGET', sess, 'hold') or '0')
 local delta = chg - tonumber(redis.call('HGET', sess, 'chg') or '0')
@@ -84,6 +92,11 @@ if B then
   redis.call('HSET', sess, 'ih', inc)
 else
   blocks, units, hold, maxb = grant(plan, avail)
+end
+if racct then  -- resellers: the next grant is what both pay for; the reseller holds its wholesale price
+  local rhold
+  blocks, units, hold, rhold = reseller_cut(racct, plan, rarg, blocks, units, hold, inc)
+  reseller_hold(racct, totals, sess, rhold)
 end
 local final = (blocks < maxb) and 1 or 0
 local status = 'granted'

@@ -13,17 +13,23 @@
 -- ARGV[14] packed rating context for a new tombstone (as reserve.lua)
 -- ARGV[15] session's excess units after this request   ARGV[16] excess units of this request
 --
+-- KEYS[5] / ARGV[17] resellers (docs/wholesale.md "Resellers"; absent = the plain path): the reseller's
+--          account hash and the session's new wholesale charged total; the reseller is debited the
+--          difference with what the session had charged it (its usage record and the CDR say so)
+--
 -- Returns {code, outcome}:
 --   'OK'       charged; outcome status 'unknown_session'
 --   'DUP'      request number already answered: stored outcome, nothing moved
 --   'CONFLICT' the session is open, or moved since Python read it: nothing moved, retry
 --   'NOACCT'   no such account: nothing moved
 -- @include _lib
+-- @include _reseller
 local acct, sess, stream, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, req, shard, expect = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local used, chg, billed, amount = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 local units_now, etime, ttl, want_cdr, cause = ARGV[9], ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13]
 local context, xs, excess = ARGV[14], ARGV[15], ARGV[16]
+local racct, rchg = KEYS[5], ARGV[17]  -- resellers
 
 local stored = answered(sess, req)
 if stored then return {'DUP', stored} end
@@ -39,6 +45,7 @@ else
   redis.call('HSET', sess, 'closed', '1', 'hold', 0, 'hunits', 0, 'born', now)
 end
 
+if racct then reseller_settle(racct, nil, sess, tonumber(rchg)) end  -- resellers: the wholesale debit
 local bal = redis.call('HINCRBY', acct, 'bal', 0 - amount)
 if excess ~= '0' then redis.call('HSET', sess, 'xs', xs) end
 emit_usage(stream, seq, shard, sess, req, 'orphan', units_now, used, amount, chg, bal, etime, excess)

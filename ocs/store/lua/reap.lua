@@ -10,8 +10,12 @@
 -- ARGV[1] now (epoch ms)  ARGV[2] expiry zset member  ARGV[3] shard name
 -- ARGV[4] now as ISO 8601 UTC   ARGV[5] tombstone TTL seconds
 --
+-- Resellers (docs/wholesale.md): a session of a reseller's subscriber (field rs) releases the reseller's
+-- hold too; the reseller's key is derived from KEYS[1] (same hash tag, same slot: _reseller.lua).
+--
 -- Returns {code, released amount}: 'REAPED' | 'ALIVE' (refreshed, kept) | 'GONE' (no open session)
 -- @include _lib
+-- @include _reseller
 local acct, sess, expiry, stream, seq, totals, live = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local now, member, shard, iso, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 
@@ -33,6 +37,8 @@ if bun[1] then
   bundle_release(bundle_key(acct), bun[1], tonumber(bun[2] or '0'), 0)
   redis.call('HSET', sess, 'ih', 0)
 end
+local rsl = redis.call('HMGET', sess, 'rs', 'acct', 'rchg')  -- resellers: its hold goes back, the CDR says its charge
+if rsl[1] then reseller_settle(reseller_key(acct, rsl[2], rsl[1]), totals, sess, tonumber(rsl[3] or '0')) end
 local so_far = redis.call('HMGET', sess, 'used', 'billed', 'chg')
 emit_cdr(stream, seq, shard, sess, so_far[1], so_far[2], so_far[3], 'expired', iso)
 close_session(sess, expiry, member, ttl, live)
