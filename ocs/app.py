@@ -34,6 +34,7 @@ from ocs.metrics import Metrics
 from ocs.store import POSTGRES_DOWN, migrate
 from ocs.store.accounts_view import AccountView
 from ocs.store.charging_scripts import ChargingScripts
+from ocs.store.fx import FxCache, FxSource, PgFxSource, StaticFxSource
 from ocs.store.keys import Keys
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.session_state import SessionStates
@@ -65,7 +66,7 @@ def _tune_gc() -> None:
 
 
 def build_core(cfg: config.Config, redis: Redis, metrics: Metrics, source: TariffSource | None = None,
-               pool: asyncpg.Pool | None = None, *, keys: Keys | None = None) -> Charging:
+               pool: asyncpg.Pool | None = None, *, keys: Keys | None = None, fx: FxSource | None = None) -> Charging:
     """The charging core and everything it stands on, each built once and injected.
 
     Tariffs come from ``source`` (tests, benchmarks) or from PostgreSQL through ``pool``,
@@ -77,11 +78,16 @@ def build_core(cfg: config.Config, redis: Redis, metrics: Metrics, source: Tarif
         if pool is None:
             raise ValueError("a PostgreSQL pool or a tariff source is needed")
         source = SnapshotTariffSource(PgTariffSource(pool), rp, keys)
+    if fx is None:  # FX rates: PostgreSQL (and its Redis copy) in the daemon, none unless given in tests
+        fx = PgFxSource(pool, rp, keys) if pool is not None else StaticFxSource()
+    tariffs = TariffCache(source, rp, keys, cfg.cache.tariff_versions)
+    rates = FxCache(fx)
+    tariffs.on_change.append(rates.stale)  # one reload signal for tariffs and rates (tariffs:gen, SIGHUP)
     c = cfg.charging
     return Charging(
         cfg, metrics, rp=rp,
         accounts=AccountView(rp, keys, cfg.cache.accounts),
-        tariffs=TariffCache(source, rp, keys, cfg.cache.tariff_versions),
+        tariffs=tariffs, fx=rates,
         states=SessionStates(rp, keys, cfg.cache.sessions),
         scripts=ChargingScripts(rp, keys, validity=c.validity_seconds,
                                 ttl=c.tombstone_seconds, refusal_ttl=REFUSAL_TTL),

@@ -15,20 +15,23 @@ import asyncio
 import dataclasses
 import time
 from datetime import UTC, datetime
+from fractions import Fraction
 
 from ocs.config import Config
 from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, EventAction, Outcome, Service, Status
 from ocs.rating import bundles
 from ocs.rating.engine import CompiledTariff, Selection, affordable
+from ocs.rating.fx import converted_charge, fold_plan, format_rate
 from ocs.settlement import Settlement
 from ocs.store import placement
 from ocs.store.accounts_view import Account, AccountView
 from ocs.store.charging_scripts import ChargingScripts, Target, bundle_reserve_arg, pack_context
+from ocs.store.fx import FxCache, StaticFxSource
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.session_state import SessionState, SessionStates, iso, ms
 from ocs.store.tariff_cache import TariffCache, TariffNotFound
-from ocs.usage import context
+from ocs.usage import BEYOND_EXACT, context
 
 # Request numbers of the settlements terminate_origin makes: above every number a front end
 # uses (Diameter: Unsigned32; RADIUS: below 2^35, radius/mapping.py), below 2^53 (exact in Lua).
@@ -46,7 +49,8 @@ class Charging:
     """The :class:`~ocs.model.ChargingCore` on Redis (money) and PostgreSQL (tariffs)."""
 
     def __init__(self, cfg: Config, metrics: Metrics, *, rp: AutoPipeline, accounts: AccountView,
-                 tariffs: TariffCache, states: SessionStates, scripts: ChargingScripts) -> None:
+                 tariffs: TariffCache, states: SessionStates, scripts: ChargingScripts,
+                 fx: FxCache | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics
         self.rp = rp
@@ -56,12 +60,15 @@ class Charging:
         self.states = states
         self.scripts = scripts
         self.settlement = Settlement(cfg, metrics, accounts, tariffs, states, scripts)
+        self.fx = fx or FxCache(StaticFxSource())  # exchange rates in memory (docs/wholesale.md)
+        self.settlement.fx = self.fx
         self._settling: dict[str, asyncio.Task[int]] = {}  # origin -> its running terminate_origin
 
     async def start(self) -> None:
         await self.rp.load_scripts()
         await placement.load(self.rp.call, self.keys)  # where resellers' subscribers live (ocs.store.placement)
         await self.tariffs.preload()  # rating must not need PostgreSQL later (outage)
+        await self.fx.load()
 
     async def close(self) -> None:
         await self.rp.drain()
@@ -105,8 +112,12 @@ class Charging:
         return acct
 
     async def _rated(self, req: ChargeRequest, *, fresh: bool = False
-                     ) -> tuple[Account, CompiledTariff, Selection] | Outcome:
-        """Subscriber checks, then rule 1 on the account's current tariff: what every opening verb needs."""
+                     ) -> tuple[Account, CompiledTariff, Selection, Fraction | None] | Outcome:
+        """Subscriber checks, then rule 1 on the account's current tariff: what every opening verb needs.
+
+        The last element is the FX rate tariff -> account currency in force at the call's start (None:
+        same currency, the plain path); no rate for the pair refuses the call as not rated.
+        """
         acct = await self._account(req, fresh=fresh)
         if isinstance(acct, Outcome):
             return acct
@@ -117,7 +128,13 @@ class Charging:
         sel = tariff.select(self._destination(req), _now(req), req.service)
         if sel is None:
             return Outcome(Status.NOT_RATED, account=acct.id, currency=acct.currency, reason="destination not rated")
-        return acct, tariff, sel
+        if acct.currency == sel.currency or not acct.currency:  # the plain path: one comparison
+            return acct, tariff, sel, None
+        fx = (await self.fx.table()).rate(sel.currency, acct.currency, sel.start)
+        if fx is None:
+            return Outcome(Status.NOT_RATED, account=acct.id, currency=acct.currency,
+                           reason=f"no FX rate {sel.currency}->{acct.currency}")
+        return acct, tariff, sel, fx
 
     def _observe(self, verb: str, t0: float) -> None:
         self.metrics.child(self.metrics.core_latency, verb).observe(time.perf_counter() - t0)
@@ -129,9 +146,14 @@ class Charging:
         rated = await self._rated(req, fresh=True)  # it reads the balance
         if isinstance(rated, Outcome):
             return rated
-        acct, tariff, sel = rated
+        acct, tariff, sel, fx = rated
 
         plan = tariff.grant_plan(sel, 0, self._cap(req))
+        if fx is not None:
+            folded = fold_plan(plan, fx)
+            if folded is None:
+                return BEYOND_EXACT
+            plan = folded
         blocks, units, hold = affordable(plan, acct.available)
         status = Status.GRANTED if blocks else Status.OUT_OF_CREDIT
         return Outcome(status, granted_units=units, final=blocks < plan.max_blocks, price=hold,
@@ -148,12 +170,19 @@ class Charging:
         finally:
             self._observe("initiate", t0)
 
-    async def _open(self, req: ChargeRequest, acct: Account, tariff: CompiledTariff, sel: Selection) -> Outcome:
+    async def _open(self, req: ChargeRequest, acct: Account, tariff: CompiledTariff, sel: Selection,
+                    fx: Fraction | None = None) -> Outcome:
         """Plan the first grant and reserve it (``reserve.lua`` also indexes origin and rating group)."""
         cap = self._cap(req)
         plan = tariff.grant_plan(sel, 0, cap)
         t = Target(acct.id, req.session, req.rating_group, acct.currency)
         ctx = context(req, acct, sel, sel.start, self.cfg.node.name)
+        if fx is not None:  # the rate of the call's start, kept on the session: every debit uses it
+            ctx["fxcur"], ctx["fx"] = sel.currency, format_rate(fx)
+            folded = fold_plan(plan, fx)
+            if folded is None:
+                return BEYOND_EXACT
+            plan = folded
         bundle = self._bundle(acct, tariff, sel, cap) if acct.bundles else ""
         leg = None
         if acct.reseller:  # resellers: the wholesale leg rides in the same script call (ocs.resale)
@@ -238,15 +267,18 @@ class Charging:
             rated = await self._rated(req, fresh=action is EventAction.PRICE_ENQUIRY)  # it shows the balance
             if isinstance(rated, Outcome):
                 return rated
-            acct, tariff, sel = rated
+            acct, tariff, sel, fx = rated
             units = req.requested_units or req.used_units or 1
             rating = tariff.rate(sel, units)
+            charge = rating.charge if fx is None else converted_charge(rating, fx)
             if action is EventAction.PRICE_ENQUIRY:
-                return Outcome(Status.GRANTED, granted_units=units, price=rating.charge,
+                return Outcome(Status.GRANTED, granted_units=units, price=charge,
                                balance=acct.balance, account=acct.id, currency=acct.currency)
             refund = action is EventAction.REFUND_ACCOUNT
             event_time = req.event_time or datetime.now(UTC)
             ctx = context(req, acct, sel, event_time, self.cfg.node.name, billed=str(rating.billed_units))
+            if fx is not None:
+                ctx["fxcur"], ctx["fx"] = sel.currency, format_rate(fx)
             leg = None
             if acct.reseller:  # resellers: the wholesale price of the event, debited (refunded) with it
                 priced = await self.settlement.resale.price(acct, self._destination(req), event_time, sel.service,
@@ -256,7 +288,7 @@ class Charging:
                 leg, rctx = priced
                 ctx.update(rctx)
             return (await self.scripts.event(Target(acct.id, req.session, req.rating_group, acct.currency),
-                                             req.request_number, -rating.charge if refund else rating.charge, units,
+                                             req.request_number, -charge if refund else charge, units,
                                              iso(event_time), pack_context(ctx), refund=refund, leg=leg))[1] \
                 or Outcome(Status.ERROR, reason="event script")
         finally:

@@ -24,9 +24,11 @@ from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, Outcome, Service, Status
 from ocs.rating.bundles import included_total
 from ocs.rating.engine import CompiledTariff, GrantPlan, Selection
+from ocs.rating.fx import converted_charge, fold_plan, format_rate, to_fraction
 from ocs.resale import Resale
 from ocs.store.accounts_view import AccountView
 from ocs.store.charging_scripts import SEP, ChargingScripts, Debit, Leg, Orphan, Target, bundle_debit_arg, pack_context
+from ocs.store.fx import FxCache, StaticFxSource
 from ocs.store.session_state import SessionState, SessionStates, iso, ms
 from ocs.store.tariff_cache import TariffCache, TariffNotFound
 from ocs.usage import BEYOND_EXACT, beyond_exact, context, settle
@@ -44,6 +46,7 @@ class Settlement:
         self.tariffs = tariffs
         self.states = states
         self.scripts = scripts
+        self.fx = FxCache(StaticFxSource())  # Charging gives it the daemon's (ocs/app.py builds it)
         self.resale = Resale(accounts, tariffs)  # the reseller leg of a reseller's subscriber's charges
         # called (synchronously; it must only queue work) when a debit takes a postpaid account to or
         # past its credit limit: control ends the account's sessions (spec section 9, docs/control.md)
@@ -103,12 +106,19 @@ class Settlement:
             inc = included_total(int(st.f.get("iu") or 0), int(st.f.get("ih") or 0), st.used, used)
             money_used, bundle = used - inc, bundle_debit_arg(cap, inc)
         rating = tariff.rate(sel, money_used)
-        if beyond_exact(rating.charge):
-            return self._refuse_beyond_exact(req, st.account, rating.charge)
+        fx = st.f.get("fx")  # a session charged in another currency than its tariff's: the rate of its start
+        rate = to_fraction(fx) if fx else None
+        charge = rating.charge if rate is None else converted_charge(rating, rate)
+        if beyond_exact(charge):
+            return self._refuse_beyond_exact(req, st.account, charge)
         self._overuse(req, st.account, excess, used)
         plan: GrantPlan | None = None if terminate else tariff.grant_plan(sel, money_used, cap, done=rating)
+        if rate is not None and plan is not None:
+            plan = fold_plan(plan, rate)
+            if plan is None:
+                return self._refuse_beyond_exact(req, st.account, charge)
         now = datetime.now(UTC)
-        d = Debit(req.request_number, st.f.get("used", "0"), used, rating.charge, rating.billed_units,
+        d = Debit(req.request_number, st.f.get("used", "0"), used, charge, rating.billed_units,
                   used - st.used, iso(req.event_time or now), st.excess + excess, excess,
                   req.termination_cause or "", plan, bundle)
         t = Target(st.account, st.sid, st.rg, st.currency)
@@ -121,7 +131,7 @@ class Settlement:
             self.states.forget(st.account, st.sid, st.rg)
         elif code == "OK":
             self.states.keep(SessionState(st.account, st.sid, st.rg, {
-                **st.f, "used": str(used), "chg": str(rating.charge), "hunits": str(out.granted_units),
+                **st.f, "used": str(used), "chg": str(charge), "hunits": str(out.granted_units),
                 "xs": str(st.excess + excess)}, sel))
         return out
 
@@ -149,13 +159,14 @@ class Settlement:
             sel: Selection | None = tariff.select(st.f["dest"], st.start, st.service)
             t, ctx, expect = Target(st.account, st.sid, st.rg, st.currency), "", st.f.get("used", "0")
             used0, chg0, xs0 = st.used, st.charged, st.excess
+            fx = st.f.get("fx", "")
             inc0 = int(st.f.get("iu") or 0)  # bundles: seconds a closed session had covered stay covered
             reseller = st.f.get("rs", "")
         else:
             found = await self._orphan_rating(req)
             if isinstance(found, Outcome):
                 return found
-            t, tariff, sel, ctx, reseller = found
+            t, tariff, sel, ctx, reseller, fx = found
             expect, used0, chg0, xs0, inc0 = "", 0, 0, 0, 0
         if sel is None:
             return Outcome(Status.UNKNOWN_SESSION, account=t.account, reason="not rateable")
@@ -163,14 +174,15 @@ class Settlement:
         c = self.cfg.charging
         used, excess = settle(req, used0, xs0, c.max_grant_seconds, c.max_overuse_seconds)
         rating = tariff.rate(sel, used - inc0)
-        if beyond_exact(rating.charge):
-            return self._refuse_beyond_exact(req, t.account, rating.charge)
+        charge = rating.charge if not fx else converted_charge(rating, to_fraction(fx))
+        if beyond_exact(charge):
+            return self._refuse_beyond_exact(req, t.account, charge)
         self._overuse(req, t.account, excess, used)
         now = datetime.now(UTC)
         leg = None
         if reseller:  # resellers: the wholesale total of the usage, debited in the same call
             leg, ctx = await self._orphan_leg(req, st, sel, used, ctx)
-        o = Orphan(req.request_number, expect, used, rating.charge, rating.billed_units, max(0, rating.charge - chg0),
+        o = Orphan(req.request_number, expect, used, charge, rating.billed_units, max(0, charge - chg0),
                    used - used0, iso(req.event_time or now), terminate, req.termination_cause or "", ctx,
                    xs0 + excess, excess)
         return (await self.scripts.orphan(t, o, ms(now), leg))[1]
@@ -189,8 +201,8 @@ class Settlement:
         return leg, f"{ctx}{SEP}{pack_context(rctx)}"
 
     async def _orphan_rating(self, req: ChargeRequest
-                             ) -> tuple[Target, CompiledTariff, Selection, str, str] | Outcome:
-        """Account, tariff, selection and context for usage of a session never seen."""
+                             ) -> tuple[Target, CompiledTariff, Selection, str, str, str] | Outcome:
+        """Account, tariff, selection, context, reseller and FX rate ('' none) of usage of a session never seen."""
         acct = await self.accounts.resolve(req.subscriber)
         if acct is None:
             return Outcome(Status.UNKNOWN_SESSION, reason="unknown session and subscriber")
@@ -203,5 +215,13 @@ class Settlement:
         sel = tariff.select(req.destination or str(req.rating_group), start, req.service)
         if sel is None:
             return Outcome(Status.UNKNOWN_SESSION, account=acct.id, reason="destination not rated")
-        ctx = pack_context(context(req, acct, sel, start, self.cfg.node.name))
-        return Target(acct.id, req.session, req.rating_group, acct.currency), tariff, sel, ctx, acct.reseller
+        extra: dict[str, str] = {}
+        if acct.currency != sel.currency and acct.currency:  # the rate in force when the call started
+            rate = (await self.fx.table()).rate(sel.currency, acct.currency, start)
+            if rate is None:
+                return Outcome(Status.UNKNOWN_SESSION, account=acct.id,
+                               reason=f"no FX rate {sel.currency}->{acct.currency}")
+            extra = {"fxcur": sel.currency, "fx": format_rate(rate)}
+        ctx = pack_context(context(req, acct, sel, start, self.cfg.node.name, **extra))
+        return Target(acct.id, req.session, req.rating_group, acct.currency), tariff, sel, ctx, acct.reseller, \
+            extra.get("fx", "")

@@ -158,12 +158,12 @@ async def add_alias(conn: Conn, account_id: str, value: str, kind: str | None = 
 
 
 async def _check_tariff(conn: Conn, tariff: str, currency: str) -> None:
+    """The tariff must exist.  Its currency may differ from the account's: the account is then charged
+    the tariff's price converted at the FX rate in force when each call starts (docs/wholesale.md),
+    and a call is refused as not rated while no rate for the pair is set (``ocsctl fx set``)."""
     found = await accounts_db.tariff_currency(conn, tariff)
     if found is None:
         raise Invalid("tariff", f"unknown tariff {tariff!r}")
-    if found != currency:
-        raise Invalid("tariff", f"tariff {tariff} is in {found}, the account in {currency}"
-                      " (one currency per account)")
 
 
 async def _write(conn: Conn, row: asyncpg.Record, p: Profile) -> None:

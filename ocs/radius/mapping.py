@@ -45,6 +45,9 @@ VERB_OF = {  # the core verb each Acct-Status-Type lands on; the server dispatch
 ORIGIN_CAUSE = {AcctStatus.ACCOUNTING_ON: "NAS-Reboot", AcctStatus.ACCOUNTING_OFF: "NAS-Request"}
 """Termination cause on the records of sessions an Accounting-On/Off settles (RFC 2866 5.10 names)."""
 
+NO_FX_RATE = "no FX rate"
+"""How the core's reason starts when the tariff's currency has no rate into the account's."""
+
 REJECT_REASON = {
     Status.UNKNOWN_SUBSCRIBER: "unknown account",
     Status.BLOCKED: "account blocked",

@@ -252,6 +252,8 @@ class RadiusServer:
             reply = codec.reply(pkt, codec.ACCESS_ACCEPT, client.secret, attrs)
         else:
             reason = m.REJECT_REASON.get(out.status, out.reason or "rejected")
+            if out.status is Status.NOT_RATED and out.reason.startswith(m.NO_FX_RATE):
+                reason = out.reason  # the core's "no FX rate EUR->USD": say why, not "destination"
             attrs = [codec.attribute(codec.REPLY_MESSAGE, reason.encode())]
             if client.vendor == "cisco":
                 attrs += _cisco("", m.CISCO_RETURN_CODE.get(out.status, m.CISCO_OTHER_REFUSAL))

@@ -103,12 +103,16 @@ class PgFxSource:
 
 
 class FxCache:
-    """The table in memory; :meth:`table` re-reads it once after :meth:`stale` (a change was signalled)."""
+    """The table in memory; :meth:`table` re-reads it once after :meth:`stale` (a change was signalled).
+
+    A read that fails (PostgreSQL down, no snapshot) is never fatal: the table read last (empty
+    before the first) keeps converting and the read is tried again after :data:`RETRY_SECONDS`;
+    a call needing a rate the table does not have is refused as not rated meanwhile.
+    """
 
     def __init__(self, source: FxSource) -> None:
         self.source = source
         self._table = FxTable()
-        self._loaded = False
         self._stale = True
         self._retry_at = 0.0
         self._lock = asyncio.Lock()
@@ -116,23 +120,22 @@ class FxCache:
     def stale(self) -> None:
         """A change was signalled (``tariffs:gen`` moved, SIGHUP): read again before the next rate."""
         self._stale = True
+        self._retry_at = 0.0
 
     async def load(self) -> int:
-        """Read the table now (start-up); returns how many rows."""
-        self._table = await self.source.load()
-        self._loaded, self._stale = True, False
+        """Read the table now (start-up, or the first need after a signal); returns how many rows."""
+        try:
+            self._table = await self.source.load()
+        except POSTGRES_DOWN as exc:
+            self._retry_at = time.monotonic() + RETRY_SECONDS
+            log.warning("fx_load_failed", rows=len(self._table), error=repr(exc))
+        else:
+            self._stale = False
         return len(self._table)
 
     async def table(self) -> FxTable:
         if self._stale and time.monotonic() >= self._retry_at:
             async with self._lock:
                 if self._stale and time.monotonic() >= self._retry_at:
-                    try:
-                        await self.load()
-                    except POSTGRES_DOWN as exc:
-                        if not self._loaded:
-                            raise
-                        # keep converting with the rates we have; ask again in a while, not per call
-                        self._retry_at = time.monotonic() + RETRY_SECONDS
-                        log.warning("fx_reload_failed", rows=len(self._table), error=repr(exc))
+                    await self.load()
         return self._table

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 import asyncpg
@@ -107,6 +108,8 @@ class TariffCache:
         self._gen = ""
         self._checked = 0.0
         self._lock = asyncio.Lock()
+        # called when tariffs:gen moves or on SIGHUP: what else reloads on the same signal (FX rates)
+        self.on_change: list[Callable[[], None]] = []
 
     async def _maybe_refresh(self) -> None:
         now = time.monotonic()
@@ -117,11 +120,15 @@ class TariffCache:
         if gen != self._gen:
             self._gen = gen
             self._current.clear()
+            for hook in self.on_change:
+                hook()
 
     async def reload(self) -> None:
         """Forget which version is current (SIGHUP); compiled versions stay valid."""
         self._current.clear()
         self._checked = 0.0
+        for hook in self.on_change:
+            hook()
 
     async def current(self, name: str) -> CompiledTariff:
         await self._maybe_refresh()

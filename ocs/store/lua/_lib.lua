@@ -182,6 +182,11 @@ local function emit_cdr(stream, seq, shard, sess, duration, billed, charge, caus
   if s[13] then f[#f + 1] = 'excess_units'; f[#f + 1] = s[13] end
   if s[17] then f[#f + 1] = 'included_seconds'; f[#f + 1] = s[17] end
   add_extra(f, extra_cdr)
+  -- FX (docs/wholesale.md): the tariff's currency and the exact rate, on a session charged in another
+  local fx = redis.call('HMGET', sess, 'fxcur', 'fx')
+  if fx[2] then
+    f[#f + 1] = 'rate_currency'; f[#f + 1] = fx[1] or ''; f[#f + 1] = 'fx_rate'; f[#f + 1] = fx[2]
+  end
   emit(stream, seq, shard, 'cdr:' .. s[2] .. ':' .. s[3], f)
 end
 
