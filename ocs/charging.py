@@ -29,6 +29,7 @@ from ocs.store.accounts_view import Account, AccountView
 from ocs.store.charging_scripts import ChargingScripts, Target, bundle_reserve_arg, pack_context
 from ocs.store.fx import FxCache, StaticFxSource
 from ocs.store.pipeline import AutoPipeline
+from ocs.store.refusals import RefusalRecords
 from ocs.store.session_state import SessionState, SessionStates, iso, ms
 from ocs.store.tariff_cache import TariffCache, TariffNotFound
 from ocs.usage import BEYOND_EXACT, context
@@ -59,6 +60,7 @@ class Charging:
         self.tariffs = tariffs
         self.states = states
         self.scripts = scripts
+        self.refusals = RefusalRecords(rp, scripts.keys, cfg.node.name)
         self.settlement = Settlement(cfg, metrics, accounts, tariffs, states, scripts)
         self.fx = fx or FxCache(StaticFxSource())  # exchange rates in memory (docs/wholesale.md)
         self.settlement.fx = self.fx
@@ -164,9 +166,10 @@ class Charging:
         t0 = time.perf_counter()
         try:
             rated = await self._rated(req)
-            if isinstance(rated, Outcome):
-                return rated
-            return await self._open(req, *rated)
+            out = rated if isinstance(rated, Outcome) else await self._open(req, *rated)
+            if not out.ok:  # refused attempts are records too (ASR): ocs.store.refusals
+                await self.refusals.record(req, out, None if isinstance(rated, Outcome) else rated[2])
+            return out
         finally:
             self._observe("initiate", t0)
 
