@@ -38,15 +38,15 @@ from ocs.store.dead_letters import record_dead_letters
 from ocs.store.keys import USAGE_GROUP, Keys
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.usage_rows import Entry, write_batch
-from ocs.wholesale.cost import CostBook
 from ocs.wholesale.cost_cache import CostCache
+from ocs.wholesale.enrich import add_costs
 
 log = structlog.get_logger("ocs.flush")
 MAX_BACKOFF = 5.0
 CLAIM_IDLE_MS = 60_000
 
-async def _write_or_bisect(pool: asyncpg.Pool, entries: list[Entry], alerts: list[tuple[str, str]],
-                           costs: CostBook | None = None) -> list[tuple[Entry, str]]:
+async def _write_or_bisect(pool: asyncpg.Pool, entries: list[Entry],
+                           alerts: list[tuple[str, str]]) -> list[tuple[Entry, str]]:
     """Write ``entries``; returns the ones PostgreSQL refused even alone, with the error.
 
     Each half is its own transaction, so what can be written is committed and only the refused
@@ -56,14 +56,14 @@ async def _write_or_bisect(pool: asyncpg.Pool, entries: list[Entry], alerts: lis
     """
     try:
         async with pool.acquire() as conn:
-            alerts += await write_batch(conn, entries, costs)
+            alerts += await write_batch(conn, entries)
         return []
     except POSTGRES_REFUSED as exc:
         if len(entries) == 1:
             return [(entries[0], f"{type(exc).__name__}: {exc}")]
         mid = len(entries) // 2
-        return [*await _write_or_bisect(pool, entries[:mid], alerts, costs),
-                *await _write_or_bisect(pool, entries[mid:], alerts, costs)]
+        return [*await _write_or_bisect(pool, entries[:mid], alerts),
+                *await _write_or_bisect(pool, entries[mid:], alerts)]
 
 
 def _str(value: bytes) -> str:
@@ -155,7 +155,10 @@ class Flusher:
             return 0
         alerts: list[tuple[str, str]] = []
         try:
-            refused = await _write_or_bisect(self.pool, entries, alerts, await self.costs.book())
+            book = await self.costs.book()
+            if book is not None:  # priced once, in place, before any bisection (docs/wholesale.md)
+                await add_costs((f for _s, _i, f in entries), book)
+            refused = await _write_or_bisect(self.pool, entries, alerts)
             if refused:
                 await self._dead_letter(refused)
             if self.after_commit is not None:

@@ -11,15 +11,13 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from ocs.model import Service
 from ocs.store.alert_detect import USAGE_RETURNING, usage_insert_with_alerts
 from ocs.wholesale.cost import CostBook
+from ocs.wholesale.enrich import add_cost
 
 Entry = tuple[str, str, dict[str, str]]  # stream, entry id, fields
-log = structlog.get_logger("ocs.flush")
 
 USAGE_COLS = ("record_id", "account_id", "session_id", "rating_group", "request_number", "kind",
               "protocol", "service", "units", "used_total", "amount", "charged_total", "balance_after",
@@ -47,36 +45,15 @@ def _value(col: str, raw: str | None) -> Any:
     return raw or ""
 
 
-_CALLED, _START, _DURATION, _SERVICE, _PROVIDER, _COST, _COST_CURRENCY = (
-    CDR_COLS.index(c) for c in ("called", "start_time", "duration", "service", "provider", "cost", "cost_currency"))
-
-
-def _add_cost(values: list[Any], costs: CostBook) -> None:
-    """Provider, cost and cost currency of a CDR from the route table (docs/wholesale.md).
-
-    Never raises: a record the book cannot price (no route, a broken sheet) is written without a cost.
-    """
-    try:
-        found = costs.cost_of(values[_CALLED], values[_START], values[_DURATION], Service(values[_SERVICE]))
-    except Exception as exc:  # a cost must never stop the flush
-        log.error("cdr_cost_failed", record_id=values[0], called=values[_CALLED], error=repr(exc))
-        return
-    if found is not None:
-        values[_PROVIDER], values[_COST], values[_COST_CURRENCY] = found
-
-
 def to_rows(entries: list[Entry], costs: CostBook | None = None) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Stream entries as rows; with ``costs``, a CDR that names no provider yet gets its provider and cost."""
+    """Stream entries as rows; with ``costs``, a CDR that names no provider yet is priced first (in place)."""
+    if costs is not None:
+        for _stream, _id, f in entries:
+            add_cost(f, costs)
     usage, cdrs = [], []
     for _stream, _id, f in entries:
         if f.get("t") == "c":
-            if costs is None or f.get("provider") or not f.get("called"):
-                cdrs.append(tuple(_value(c, f.get(c)) for c in CDR_COLS))
-                continue
-            values = [_value(c, f.get(c)) for c in CDR_COLS]
-            if values[_START] is not None:
-                _add_cost(values, costs)
-            cdrs.append(tuple(values))
+            cdrs.append(tuple(_value(c, f.get(c)) for c in CDR_COLS))
         else:
             usage.append(tuple(_value(c, f.get(c)) for c in USAGE_COLS))
     return usage, cdrs

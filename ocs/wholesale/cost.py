@@ -79,13 +79,13 @@ class CostBook:
                 return route
         return None
 
-    def price(self, provider: str, digits: str, start: datetime, units: int,
+    def price(self, provider: str, number: str, start: datetime, units: int,
               service: Service = Service.VOICE) -> Cost | None:
         """``provider``'s price of the call, or None when its sheet has no rate for the number."""
         sheet = self.sheets.get(provider)
         if sheet is None:
             return None
-        sel = sheet.select(digits, start, service)
+        sel = sheet.select(number, start, service)
         if sel is None:
             return None
         return Cost(provider, sheet.rate(sel, units).charge, sheet.tariff.currency)
@@ -99,36 +99,34 @@ class CostBook:
         route = self.route_for(digits)
         if route is None:
             return None
+        number = called if digits.startswith("00") else digits  # select() normalises again: keep it once
         if not route.lcr:
             for provider in route.providers:
-                found = self.price(provider, digits, start, duration, service)
+                found = self.price(provider, number, start, duration, service)
                 if found is not None:
                     return found
             return None
-        return self._cheapest(route, digits, start, duration, service)
+        return self._cheapest(route, number, start, duration, service)
 
-    def _cheapest(self, route: Route, digits: str, start: datetime, duration: int,
+    def _cheapest(self, route: Route, number: str, start: datetime, duration: int,
                   service: Service) -> Cost | None:
         """Every priced provider compared exactly in the first priced one's currency; ties: listed first."""
         best: Cost | None = None
-        best_value = Fraction(0)
+        best_value: int | Fraction = 0
         ref = ""
         for provider in route.providers:
-            found = self.price(provider, digits, start, duration, service)
+            found = self.price(provider, number, start, duration, service)
             if found is None:
                 continue
             if best is None:
-                best, best_value, ref = found, Fraction(found.cost), found.currency
+                best, best_value, ref = found, found.cost, found.currency
                 continue
-            rate = self._fx(found.currency, ref, start)
-            if rate is None:
-                continue  # its price cannot be compared: skipped (docs/wholesale.md)
-            value = found.cost * rate
+            value: int | Fraction = found.cost
+            if found.currency != ref:  # the common case (one currency) stays in integers
+                rate = None if self.fx is None else self.fx.rate(found.currency, ref, start)
+                if rate is None:
+                    continue  # its price cannot be compared: skipped (docs/wholesale.md)
+                value = found.cost * rate
             if value < best_value:
                 best, best_value = found, value
         return best
-
-    def _fx(self, src: str, dst: str, at: datetime) -> Fraction | None:
-        if src == dst:
-            return Fraction(1)
-        return None if self.fx is None else self.fx.rate(src, dst, at)

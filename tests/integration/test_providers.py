@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from ocs.charging import Charging
 from ocs.cli.main import main as ocsctl
+from ocs.store import dead_letters
 from ocs.store.flush import Flusher
 from ocs.wholesale import cost_cache
 from tests.support.balance import provision, voice
@@ -260,5 +261,12 @@ async def test_dead_letter_retry_prices_the_cdr(ctl: Ctl, flusher: Flusher, redi
         assert dead_id is not None
     finally:
         await pg.execute("ALTER TABLE cdrs DROP CONSTRAINT test_short")
+    kept = json.loads(await pg.fetchval("SELECT fields FROM usage_dead_letters WHERE id = $1", dead_id))
+    assert (kept["provider"], kept["cost"], kept["cost_currency"]) == ("A", "200000", "EUR")  # priced once, kept
     await ctl("usage", "retry", str(dead_id))
     assert await _cost(pg, "c:long") == ("A", 200_000, "EUR")
+    # a dead letter written before its route existed is priced by the retry, as the flusher would
+    await dead_letters.record_dead_letters(pg, [((flusher.keys.usage(1), "1-1", _cdr("c:old", "4930")), "x")], "n1")
+    old_id = await pg.fetchval("SELECT id FROM usage_dead_letters WHERE record_id = 'c:old'")
+    await ctl("usage", "retry", str(old_id))
+    assert await _cost(pg, "c:old") == ("A", 10_000, "EUR")
