@@ -119,3 +119,41 @@ async def test_sessions_on_every_node(cluster_core: tuple[Charging, RedisCluster
         bal, rsv = await r.hmget(core.keys.account(a), "bal", "rsv")
         assert (int(bal), int(rsv)) == (1_000_000 - 86_000, 0)
         assert await r.xlen(core.keys.usage(core.scripts.shard(a))) >= 2
+
+
+async def test_reseller_and_subscriber_share_a_slot(cluster_core: tuple[Charging, RedisCluster]) -> None:
+    """A reseller's subscriber lives on its reseller's shard: one slot, one script call debits both."""
+    from ocs.store import placement
+    from ocs.store.keys import shard_of
+    from tests.integration.test_resellers import wholesale
+
+    core, r = cluster_core
+    core.tariffs.source.add(wholesale())  # type: ignore[attr-defined]  # MemoryTariffSource
+    keys = core.keys
+    assert shard_of("alice", keys.shards) != shard_of("R", keys.shards)
+    await r.hset(keys.account("R"), mapping={"bal": 1_000_000, "rsv": 0, "cl": 0, "type": "prepaid", "st": "active",
+                                             "cur": "EUR", "tariff": "w"})
+    await placement.place(r.execute_command, keys, "alice", keys.shard_for("R"))
+    await r.hset(keys.account("alice"), mapping={"bal": 1_000_000, "rsv": 0, "cl": 0, "type": "prepaid",
+                                                 "st": "active", "cur": "EUR", "tariff": "t", "rs": "R"})
+    slot = r.keyslot(keys.account("R"))
+    assert r.keyslot(keys.account("alice")) == slot == r.keyslot(keys.session("alice", "s-r", 0))
+    out = await core.initiate(voice("s-r", 0, sub="alice"))
+    assert out.status is Status.GRANTED and out.granted_units == 300
+    await core.update(voice("s-r", 1, sub="alice", used=61))
+    assert (await core.terminate(voice("s-r", 2, sub="alice"))).status is Status.GRANTED
+    assert [int(v) for v in await r.hmget(keys.account("alice"), "bal", "rsv")] == [1_000_000 - 86_000, 0]
+    assert [int(v) for v in await r.hmget(keys.account("R"), "bal", "rsv")] == [1_000_000 - 60_000, 0]
+    await r.hset(keys.account("R"), "st", "blocked")
+    assert (await core.initiate(voice("s-r2", 0, sub="alice"))).status is Status.BLOCKED
+    await r.hset(keys.account("R"), "st", "active")
+    assert (await core.initiate(voice("s-r3", 0, sub="alice"))).status is Status.GRANTED
+    assert int(await r.hget(keys.account("R"), "rsv")) == 150_000
+    from datetime import timedelta
+
+    from ocs.store.reaper import Reaper
+    from tests.support.balance import T0
+
+    reaper = Reaper(core.cfg, r, core.metrics, keys=keys)  # type: ignore[arg-type]
+    assert await reaper.reap_once(T0.now() + timedelta(hours=2)) == 1  # reap.lua reaches R's hash in the same slot
+    assert [int(v) for v in await r.hmget(keys.account("R"), "bal", "rsv")] == [1_000_000 - 60_000, 0]
