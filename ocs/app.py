@@ -203,7 +203,7 @@ class Daemon:
 
     def _addresses(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name in ("diameter", "radius", "http"):
+        for name in ("diameter", "radius", "http", "api"):
             comp = getattr(self, name, None)
             if comp is not None:
                 out[name] = comp.bound
@@ -215,6 +215,7 @@ class Daemon:
         self._start_tasks()
         await self._start_fronts()
         self._start_control()
+        await self._start_api()
 
     async def _start_stores(self, stack: contextlib.AsyncExitStack) -> None:
         cfg = self.cfg
@@ -292,6 +293,19 @@ class Daemon:
         self.diameter.state.peer_listeners.append(self.control.peer_changed)
         self.supervisor.spawn(self.control.run, "control")
         self.supervisor.spawn(self.control.heartbeats, "control-heartbeat")
+
+    async def _start_api(self) -> None:
+        """The REST API (docs/api.md) on ``api.listen``, in this loop beside the charging path; off when empty."""
+        self.api = None
+        if not self.cfg.api.listen:
+            return
+        from ocs.api.server import ApiServer
+
+        self.api = ApiServer(self.cfg, self.redis, self.keys)
+        try:
+            await self.api.start()
+        except OSError as exc:
+            raise StartupError(f"api: cannot listen: {exc}") from None
 
     async def _check_schema(self, *, starting: bool = False) -> bool:
         """True once PostgreSQL answered with a migrated schema.
@@ -379,6 +393,8 @@ class Daemon:
         def left() -> float:
             return max(0.5, deadline - loop.time())
 
+        if self.api is not None:  # first: no new operator work while the fronts drain
+            await self.api.stop()
         await _bounded("control", self.control.leave())  # no command is routed here any more
         await asyncio.gather(
             self.radius.stop(timeout=min(3.0, left())),

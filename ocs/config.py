@@ -125,6 +125,16 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    """The REST API inside ocsd (docs/api.md); off unless ``listen`` is set."""
+
+    listen: str = ""  # HOST:PORT; "" = no API
+    max_inflight: int = 64  # requests handled at once; more get 503 (the charging path shares the loop)
+    token_cache_seconds: int = 5  # a revoked token is refused within this
+    pool_size: int = 4  # the API's own PostgreSQL connections (never the flusher's)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "json"
@@ -187,6 +197,7 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     log: LogConfig = field(default_factory=LogConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     billing: BillingConfig = field(default_factory=BillingConfig)
@@ -269,6 +280,7 @@ def _validate(cfg: Config) -> None:
         ("radius.auth_listen", cfg.radius.auth_listen),
         ("radius.acct_listen", cfg.radius.acct_listen),
         ("http.listen", cfg.http.listen),
+        *((("api.listen", cfg.api.listen),) if cfg.api.listen else ()),
         *((f"diameter.listen[{i}]", a) for i, a in enumerate(cfg.diameter.listen)),
     ):
         try:
@@ -280,6 +292,7 @@ def _validate(cfg: Config) -> None:
     if cfg.charging.max_grant_seconds < 1:
         raise ConfigError("charging.max_grant_seconds: must be at least 1")
     for key, value in (("smtp.timeout_seconds", cfg.smtp.timeout_seconds),
+                       ("api.max_inflight", cfg.api.max_inflight), ("api.pool_size", cfg.api.pool_size),
                        ("alerts.webhook_timeout_seconds", cfg.alerts.webhook_timeout_seconds),
                        ("alerts.poll_seconds", cfg.alerts.poll_seconds),
                        ("alerts.retry_base_seconds", cfg.alerts.retry_base_seconds)):
@@ -311,6 +324,8 @@ def from_mapping(data: dict[str, Any], env: typing.Mapping[str, str] | None = No
         cfg = dataclasses.replace(cfg, node=dataclasses.replace(cfg.node, name=env["OCS_NODE_NAME"]))
     if env.get("OCS_HTTP_LISTEN"):
         cfg = dataclasses.replace(cfg, http=dataclasses.replace(cfg.http, listen=env["OCS_HTTP_LISTEN"]))
+    if env.get("OCS_API_LISTEN"):
+        cfg = dataclasses.replace(cfg, api=dataclasses.replace(cfg.api, listen=env["OCS_API_LISTEN"]))
     if env.get("OCS_POSTGRES_DSN"):
         cfg = dataclasses.replace(
             cfg, postgres=dataclasses.replace(cfg.postgres, dsn=env["OCS_POSTGRES_DSN"])

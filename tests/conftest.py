@@ -78,6 +78,7 @@ async def pg(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
             "TRUNCATE cdrs, usage, usage_dead_letters, ledger, aliases, accounts, bands, rate_rows,"
             " tariff_versions, tariffs, alert_outbox, fx_rates, rerate_runs CASCADE"
         )
+        await conn.execute("TRUNCATE api_tokens, api_audit")  # 014_api.sql
         await conn.execute("TRUNCATE providers, routes")  # 009_providers.sql
         await conn.close()
 

@@ -134,6 +134,7 @@ class NewAccount:
     postpaid: bool = False
     aliases: tuple[str, ...] = ()
     profile: Profile = field(default_factory=Profile)
+    reseller: str | None = None  # the reseller the account belongs to (an API reseller token sets its own)
 
 
 def alias_kind(value: str) -> str:
@@ -200,6 +201,8 @@ async def create(conn: Conn, new: NewAccount) -> None:
                                      new.profile.credit_limit or 0, new.profile.password or None)
         except asyncpg.UniqueViolationError:
             raise Refused(f"account {new.id!r} already exists") from None
+        if new.reseller is not None:
+            await conn.execute("UPDATE accounts SET reseller = $2 WHERE id = $1", new.id, new.reseller)
         row = await accounts_db.get(conn, new.id)
         assert row is not None
         await _write(conn, row, Profile(**{**new.profile.given(), "tariff": None, "password": None}))
@@ -267,13 +270,15 @@ async def _timezone(conn: Conn, tariff: str) -> str:
     return str(await conn.fetchval("SELECT timezone FROM tariffs WHERE name = $1", tariff) or "UTC")
 
 
-async def listing(conn: Conn, status: str | None = None, reseller: str | None = None) -> list[dict[str, Any]]:
-    """``account list``: accounts (PostgreSQL only, no balances), optionally of one status or reseller, by id."""
+async def listing(conn: Conn, status: str | None = None, reseller: str | None = None, *, kind: str | None = None,
+                  tariff: str | None = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """``account list`` and the API's page of accounts (PostgreSQL only, no balances), filtered, by id."""
     if status is not None and status not in STATUSES:
         raise Invalid("status", f"one of {', '.join(STATUSES)}: {status!r}")
     rows = await conn.fetch(
         "SELECT * FROM accounts WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reseller = $2)"
-        " ORDER BY id", status, reseller)
+        " AND ($3::text IS NULL OR type = $3) AND ($4::text IS NULL OR tariff = $4)"
+        " ORDER BY id LIMIT $5 OFFSET $6", status, reseller, kind, tariff, limit, offset)
     return [{"id": r["id"], "type": r["type"], "currency": r["currency"].strip(), "tariff": r["tariff"],
              "status": r["status"], "credit_limit": money.format(int(r["credit_limit"])), **profile_fields(r)}
             for r in rows]

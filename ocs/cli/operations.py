@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import sys
 from datetime import UTC, date, datetime, time
@@ -13,18 +12,12 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from ocs import money
+from ocs.billing import cdrs
 from ocs.cli import cdr_import
 from ocs.cli.context import Context, Refused, Usage, add_json, emit
 from ocs.store import accounts_db, migrate, placement, provision, records
 from ocs.store.keys import USAGE_GROUP
 from ocs.store.replies import text
-
-CDR_COLUMNS = ("session_id", "account", "protocol", "service", "calling", "called", "prefix", "destination",
-               "start_time", "duration", "billed_seconds", "charge", "currency", "termination_cause",
-               # wholesale columns (docs/wholesale.md), empty where they do not apply
-               "rate_currency", "fx_rate", "provider", "cost", "cost_currency", "reseller", "reseller_charge",
-               "rerated_from")
-_MONEY_OR_EMPTY = ("cost", "reseller_charge", "rerated_from")
 
 
 def register(sub: Any) -> None:
@@ -71,26 +64,14 @@ def _bound(raw: str | None, name: str) -> datetime | None:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def _utc(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 async def export_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     start, end = _bound(args.start, "--from"), _bound(args.end, "--to")
     rows = await records.cdrs(await ctx.pg(), start, end, args.account)
-    out = [{
-        **{c: r[c] for c in CDR_COLUMNS},
-        "start_time": _utc(r["start_time"]), "charge": money.format(r["charge"], places=6),
-        "currency": r["currency"].strip(),
-        **{c: "" if r[c] is None else money.format(r[c], places=6) for c in _MONEY_OR_EMPTY},
-    } for r in rows]
+    out = [cdrs.document(r) for r in rows]
     if args.format == "json" or ctx.json:
         print(json.dumps(out, indent=2))
     else:
-        w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(CDR_COLUMNS)
-        for rec in out:
-            w.writerow([rec[c] for c in CDR_COLUMNS])
+        sys.stdout.write(cdrs.csv_text(out, header=True))
     return {"records": len(out)}
 
 

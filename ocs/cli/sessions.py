@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ocs import money
 from ocs.cli.context import Context, Refused, Usage, add_json, emit
 from ocs.control.dispatch import Dispatcher
 from ocs.store import live_sessions
@@ -35,9 +34,7 @@ def register(sub: Any) -> None:
 
 
 async def list_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
-    rows = await live_sessions.list_open(await ctx.redis(), ctx.keys, args.account)
-    for r in rows:
-        r["held"], r["charged"] = money.format(r["held"]), money.format(r["charged"])
+    rows = await live_sessions.listing(await ctx.redis(), ctx.keys, args.account)
     doc = {"sessions": rows, "count": len(rows)}
     lines = [f"{r['session_id']}  rg {r['rating_group']}  {r['account']}  {r['protocol']}  {r['peer'] or '-'}"
              f"  started {r['started']}  granted {r['granted']}  used {r['used']}  held {r['held']} {r['currency']}"

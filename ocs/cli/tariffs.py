@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ocs import money
 from ocs.cli.context import Context, Refused, Usage, add_json, emit
-from ocs.model import Service
-from ocs.rating import tariff_csv
+from ocs.rating import documents, tariff_csv
 from ocs.rating.engine import CompiledTariff
 from ocs.store import tariffs
 
@@ -104,14 +102,8 @@ async def _load(ctx: Context, name: str) -> CompiledTariff:
 
 async def show_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     t = (await _load(ctx, args.name)).tariff
-    rows = [{"prefix": r.prefix, "destination": r.destination, "service": r.service.value,
-             "rate": money.format(r.rate), "connect_fee": money.format(r.connect_fee),
-             "first_increment": r.first_increment, "next_increment": r.next_increment, "band": r.band,
-             "effective_from": r.effective_from.isoformat() if r.effective_from else None}
-            for r in sorted(t.rows, key=lambda r: (r.service.value, r.prefix, r.band))]
-    doc = {"name": t.name, "version": t.version, "currency": t.currency, "timezone": t.timezone,
-           "rows": rows, "bands": [{"band": b.band, "days": sorted(b.days), "start_minute": b.start_minute,
-                                    "end_minute": b.end_minute} for b in t.bands]}
+    doc = documents.tariff_document(t)
+    rows = doc["rows"]
     lines = [f"tariff {t.name} v{t.version} ({t.currency}, {t.timezone}), {len(rows)} rows"]
     lines += [f"  {r['prefix']:<12} {r['destination']:<28} {r['rate']:>10} {r['band']}" for r in rows[:50]]
     if len(rows) > 50:
@@ -135,17 +127,9 @@ async def rate_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
         raise Usage("--seconds must not be negative")
     compiled = await _load(ctx, args.name)
     at = _at(args.at, compiled.tariff.timezone)
-    sel = compiled.select(args.number, at, Service.VOICE)
-    if sel is None:
+    doc = documents.quote(compiled, args.number, at, args.seconds)
+    if doc is None:
         raise Refused(f"{args.number}: destination not rated by tariff {args.name}")
-    r = compiled.rate(sel, args.seconds)
-    blocks = [{"offset": b.offset, "seconds": b.units, "count": b.count, "band": b.band,
-               "rate": money.format(b.rate), "line": b.line,
-               "price": money.format(money.div_round_half_up(b.price_num, 60), places=6)} for b in r.blocks]
-    doc = {"prefix": sel.prefix, "destination": sel.destination, "billed_seconds": r.billed_units,
-           "charge": money.format(r.charge, places=6), "currency": sel.currency, "blocks": blocks,
-           "connect_fee": money.format(sel.row.connect_fee, places=6), "start": at.isoformat(),
-           "seconds": args.seconds}
-    emit(ctx, doc, f"{sel.prefix} {sel.destination}: {args.seconds} s -> billed {r.billed_units} s,"
-                   f" {doc['charge']} {sel.currency}")
+    emit(ctx, doc, f"{doc['prefix']} {doc['destination']}: {args.seconds} s -> billed {doc['billed_seconds']} s,"
+                   f" {doc['charge']} {doc['currency']}")
     return doc

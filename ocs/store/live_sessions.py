@@ -12,6 +12,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from ocs import money
 from ocs.store.keys import Keys
 from ocs.store.replies import text
 
@@ -49,3 +50,11 @@ async def list_open(redis: Redis, keys: Keys, account: str | None = None) -> lis
             if f and f.get("closed") != "1" and (account is None or f.get("acct") == account):
                 rows.append(_row(f))
     return sorted(rows, key=lambda r: (r["started"], r["session_id"], r["rating_group"]))
+
+
+async def listing(redis: Redis, keys: Keys, account: str | None = None) -> list[dict[str, Any]]:
+    """:func:`list_open` as ``ocsctl session list --json`` and the API show it (money as decimal text)."""
+    rows = await list_open(redis, keys, account)
+    for r in rows:
+        r["held"], r["charged"] = money.format(r["held"]), money.format(r["charged"])
+    return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -59,6 +60,14 @@ async def import_version(conn: Conn, name: str, currency: str, timezone: str, ro
 
 async def info(conn: Conn, name: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM tariffs WHERE name = $1", name)
+
+
+async def listing(conn: Conn, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Every tariff's name, currency, timezone and current version, by name (the API's ``/tariffs``)."""
+    rows = await conn.fetch("SELECT name, currency, timezone, current_version FROM tariffs ORDER BY name"
+                            " LIMIT $1 OFFSET $2", limit, offset)
+    return [{"name": r["name"], "currency": r["currency"].strip(), "timezone": r["timezone"],
+             "version": r["current_version"]} for r in rows]
 
 
 async def current_version(conn: Conn, name: str) -> int | None:
