@@ -47,6 +47,8 @@ Keys (``P`` is ``redis.key_prefix``, ``S`` the ``{sNN}`` tag):
 - ``P tariffs:snap:<name>:<version>`` string: that version, zlib-compressed JSON, kept 30 days
                                after its last load (a daemon started during a PostgreSQL outage
                                rates from these: :mod:`ocs.store.tariff_snapshot`)
+- ``P fx:snap``              string: the FX table (JSON rows) as last read from PostgreSQL, for a start
+                               during an outage (:mod:`ocs.store.fx`; ``tariffs:gen`` also signals FX changes)
 """
 
 from __future__ import annotations
