@@ -60,18 +60,20 @@ async def import_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     reader = _open(path)
     try:
         rejects_path = _rejects_path(path, args.rejects)
-        conn, redis = await ctx.pg(), await ctx.redis()  # both reachable before the rejects file is made
-        try:
-            rejects = RejectsFile(rejects_path, reader.columns)
-        except OSError as exc:
-            raise Refused(f"{rejects_path}: cannot write: {exc.strerror or exc}") from None
+        conn, redis = await ctx.pg(), await ctx.redis()
         rp = AutoPipeline(redis, raw=True)
+        importer = Importer(conn, rp, ctx.keys, node=ctx.cfg.node.name, source=args.source)
         try:
-            importer = Importer(conn, rp, ctx.keys, node=ctx.cfg.node.name, source=args.source,
-                                on_reject=rejects.write)
-            summary = await importer.run(reader, str(path))
+            await importer.acquire()  # before the rejects file is made: a refusal changes nothing
+            rejects = RejectsFile(rejects_path, reader.columns)
         except Busy as exc:
             raise Refused(str(exc)) from None
+        except OSError as exc:
+            await importer.release()
+            raise Refused(f"{rejects_path}: cannot write: {exc.strerror or exc}") from None
+        try:
+            importer.on_reject = rejects.write
+            summary = await importer.run(reader, str(path))
         finally:
             rejects.close()
             await rp.drain()

@@ -36,7 +36,7 @@ MAX_RECORD_ID = 128
 HEADER_HINT = "start_time,calling,called,duration[,account][,record_id]"
 
 _BAD_CHARS = re.compile("[\x00-\x1f\x7f\udc80-\udcff]")  # control characters; undecodable bytes (surrogateescape)
-_DURATION = re.compile(r"^(\d{1,9})(?:\.(\d{1,6}))?$")
+_DURATION = re.compile(r"^([0-9]{1,9})(?:\.([0-9]{1,6}))?$")
 
 
 class HeaderError(ValueError):
@@ -88,14 +88,21 @@ def record_key(rec: CdrRecord) -> str:
 def parse_start(raw: str) -> datetime | None:
     """ISO 8601; no offset means UTC.  None: not a time."""
     try:
-        ts = datetime.fromisoformat(raw.strip())
+        ts = datetime.fromisoformat(raw)
     except ValueError:
-        return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+        try:
+            ts = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            return None
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    return ts if ts.tzinfo is UTC else ts.astimezone(UTC)
 
 
 def parse_duration(raw: str) -> int | None:
     """Whole seconds, fractions rounded up; None: not a non-negative decimal."""
+    if raw.isdigit() and raw.isascii() and len(raw) < 10:  # the common case, fast
+        return int(raw)
     m = _DURATION.match(raw.strip())
     if m is None:
         return None
@@ -170,7 +177,8 @@ class CdrReader:
     def parse(self, row: list[str], line: int) -> Parsed:
         if len(row) != len(self.columns):
             return Rejected(line, "bad line", f"{len(row)} fields, the header has {len(self.columns)}", row)
-        bad = _BAD_CHARS.search("".join(row))
+        joined = "".join(row)
+        bad = _BAD_CHARS.search(joined)
         if bad is not None:
             what = "bytes that are not UTF-8" if bad.group() >= "\udc80" else "a control character"
             return Rejected(line, "bad field", f"the line has {what}", row)
@@ -178,7 +186,7 @@ class CdrReader:
         start_raw, calling, called, duration_raw = row[i[0]], row[i[1]].strip(), row[i[2]].strip(), row[i[3]]
         account = row[i[4]].strip() if i[4] >= 0 else ""
         record_id = row[i[5]].strip() if i[5] >= 0 else ""
-        problem = _check(start_raw, calling, called, duration_raw, account, record_id)
+        problem = _check(start_raw, calling, called, duration_raw, account, record_id, len(joined))
         if problem:
             return Rejected(line, "bad field", problem, row)
         start, duration = parse_start(start_raw), parse_duration(duration_raw)
@@ -190,16 +198,18 @@ class CdrReader:
             return Rejected(line, "bad field", f"duration: not whole seconds from 0 to {MAX_DURATION}: "
                                                f"{duration_raw!r}", row)
         rec = CdrRecord(line, start, calling, called, duration, account, record_id, row)
-        rec.key = record_key(rec)
+        rec.key = "id:" + record_id if record_id else record_key(rec)
         return rec
 
 
-def _check(start: str, calling: str, called: str, duration: str, account: str, record_id: str) -> str:
-    """The first problem of a line's text fields ('' when none)."""
+def _check(start: str, calling: str, called: str, duration: str, account: str, record_id: str, total: int) -> str:
+    """The first problem of a line's text fields ('' when none); ``total``: the line's length."""
     if not called:
         return "called: empty"
     if not calling and not account:
         return "calling: empty and no account"
+    if total <= MAX_RECORD_ID:  # the common case: no field can be too long
+        return ""
     if len(record_id) > MAX_RECORD_ID:
         return f"record_id: longer than {MAX_RECORD_ID} characters"
     for name, value in (("start_time", start), ("calling", calling), ("called", called),

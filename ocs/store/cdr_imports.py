@@ -148,6 +148,11 @@ class ImportCharges:
         replies = await asyncio.gather(*(self.rp.call("SMEMBERS", marks_key(t, run)) for t in self._tags()))
         return [text(m) for members in replies for m in members or []]
 
+    async def unmark(self, tag: str, run: int, keys: list[str]) -> None:
+        """Take keys out of a run's marker set once PostgreSQL has them (and the next batch was checked)."""
+        if keys:
+            await self.rp.call("SREM", marks_key(tag, run), *keys)
+
     async def clear(self, run: int, tags: Iterable[str] | None = None) -> None:
         """Drop marker sets once their keys are committed in PostgreSQL (they are the only copy before)."""
         names = [marks_key(t, run) for t in (self._tags() if tags is None else tags)]

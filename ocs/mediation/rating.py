@@ -1,0 +1,94 @@
+"""Imported records -> charges: whose call it was (as the charging core resolves it) and its price.
+
+- account: the ``account`` column as an account id, else the calling number as a subscriber, through
+  :class:`~ocs.store.accounts_view.AccountView` (alias as written, then normalised like a number, then
+  the value as an account id), so a switch file and a Diameter request find the same account;
+- price: the pure engine (:mod:`ocs.rating.engine`) on the account's tariff, its current version,
+  with the rows in force when the call started; the charge is the one of a session of that duration
+  (connect fee, increments, time bands, one half-up rounding).
+
+Resolved subscribers and loaded tariffs are kept for the run (an import is minutes, not days: an
+alias moved during it counts from the next import).  Where the price depends on the row and the
+duration alone (one row, no bands: most of a file), it is memoised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from ocs.mediation.cdr_csv import CdrRecord, Rejected
+from ocs.rating.engine import CompiledTariff, Selection
+from ocs.rating.tariff import ANY_BAND, Tariff
+from ocs.store.accounts_view import Account, AccountView
+from ocs.store.cdr_imports import PROTOCOL, Charge
+from ocs.usage import MAX_EXACT
+
+CACHE = 100_000  # subscribers and memoised prices kept per run
+
+
+class RecordRater:
+    def __init__(self, accounts: AccountView, load_tariff: Callable[[str], Awaitable[Tariff | None]],
+                 source: str) -> None:
+        self.accounts = accounts
+        self.load_tariff = load_tariff
+        self.source = source
+        self._subs: dict[tuple[bool, str], Account | None] = {}
+        self._tariffs: dict[str, CompiledTariff | None] = {}
+        self._memo: dict[tuple[int, int], tuple[int, int]] = {}
+
+    async def resolve(self, recs: list[CdrRecord]) -> None:
+        """Find the accounts (and load the tariffs) of these records: one pipelined round for all."""
+        wanted = list({(bool(r.account), r.account or r.calling) for r in recs} - self._subs.keys())
+        if len(self._subs) + len(wanted) > CACHE:
+            self._subs.clear()
+        found = await asyncio.gather(*(self.accounts.get(v) if by_id else self.accounts.resolve(v, fresh=True)
+                                       for by_id, v in wanted))
+        self._subs.update(zip(wanted, found, strict=True))
+        for acct in found:
+            if acct is not None and acct.tariff not in self._tariffs:
+                loaded = await self.load_tariff(acct.tariff)
+                self._tariffs[acct.tariff] = CompiledTariff(loaded) if loaded is not None else None
+
+    def rate(self, rec: CdrRecord) -> Charge | Rejected:
+        """The record's charge, or why it is not imported (after :meth:`resolve`)."""
+        acct = self._subs.get((bool(rec.account), rec.account or rec.calling))
+        if acct is None:
+            return _no(rec, "unknown account", f"unknown account {rec.account!r}" if rec.account
+                       else f"no account for calling number {rec.calling!r}")
+        if acct.blocked:
+            return _no(rec, "blocked", f"account {acct.id} blocked")
+        tariff = self._tariffs.get(acct.tariff)
+        if tariff is None:
+            return _no(rec, "unknown tariff", f"tariff {acct.tariff!r} of account {acct.id} not found")
+        currency = tariff.tariff.currency.strip()
+        if currency != acct.currency:
+            return _no(rec, "fx", f"account {acct.id} pays in {acct.currency}, its tariff {acct.tariff} is in"
+                                  f" {currency}: not imported")
+        sel = tariff.select(rec.called, rec.start)
+        if sel is None:
+            return _no(rec, "not rated", f"destination not rated: {rec.called!r}")
+        billed, charge = self._price(tariff, sel, rec.duration)
+        if charge > MAX_EXACT:
+            return _no(rec, "bad field", "charge beyond any plausible amount")
+        return Charge(acct.id, rec.key, f"{PROTOCOL}:{self.source}:{rec.key}", rec.calling, sel.number, sel.prefix,
+                      sel.destination, rec.start_iso(), rec.end_iso(), rec.duration, billed, charge, acct.currency,
+                      sel.tariff, sel.version)
+
+    def _price(self, tariff: CompiledTariff, sel: Selection, duration: int) -> tuple[int, int]:
+        """(billed seconds, charge); memoised where the price depends on the row and duration alone."""
+        if len(sel.band_rows) != 1 or ANY_BAND not in sel.band_rows:
+            r = tariff.rate(sel, duration)
+            return r.billed_units, r.charge
+        memo = (id(sel.row), duration)  # the run keeps its compiled tariffs (and their rows) alive
+        hit = self._memo.get(memo)
+        if hit is None:
+            if len(self._memo) >= CACHE:
+                self._memo.clear()
+            r = tariff.rate(sel, duration)
+            hit = self._memo[memo] = (r.billed_units, r.charge)
+        return hit
+
+
+def _no(rec: CdrRecord, category: str, reason: str) -> Rejected:
+    return Rejected(rec.line, category, reason, rec.raw)
