@@ -47,7 +47,7 @@ class Settlement:
         self.states = states
         self.scripts = scripts
         self.fx = FxCache(StaticFxSource())  # Charging gives it the daemon's (ocs/app.py builds it)
-        self.resale = Resale(accounts, tariffs)  # the reseller leg of a reseller's subscriber's charges
+        self.resale = Resale(accounts, tariffs, lambda: self.fx)  # the reseller leg of a reseller's subscriber
         # called (synchronously; it must only queue work) when a debit takes a postpaid account to or
         # past its credit limit: control ends the account's sessions (spec section 9, docs/control.md)
         self.on_credit_limit: Callable[[str], None] | None = None

@@ -50,18 +50,14 @@ async def create(conn: Conn, redis: Redis, keys: Keys, reseller_id: str, currenc
                  credit_limit: int) -> None:
     """Create the reseller's account (postpaid when it has a credit limit) and mark it a reseller.
 
-    The wholesale tariff must be in the reseller's currency: the reseller's leg of a charge is not
-    converted between currencies (docs/wholesale.md).
+    A wholesale tariff in another currency is allowed: the reseller's leg is converted at the FX
+    rate in force when each call starts, like an account's (docs/wholesale.md).
     """
     cur = currency.strip().upper()
     if not re.fullmatch(r"[A-Z]{3}", cur):
         raise Invalid("currency", f"not an ISO 4217 code: {currency!r}")
-    found = await accounts_db.tariff_currency(conn, tariff)
-    if found is None:
+    if await accounts_db.tariff_currency(conn, tariff) is None:
         raise Invalid("tariff", f"unknown tariff {tariff!r}")
-    if found != cur:
-        raise Invalid("tariff", f"wholesale tariff {tariff} is in {found}, the reseller in {cur}"
-                      " (a reseller is charged in its wholesale tariff's currency)")
     new = customers.NewAccount(reseller_id, cur, tariff, postpaid=credit_limit > 0,
                                profile=customers.Profile(credit_limit=credit_limit or None))
     async with conn.transaction():

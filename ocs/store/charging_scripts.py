@@ -117,7 +117,8 @@ class Leg:
     offset: int = 0  # the subscriber's billed position minus the reseller's (where both plans start)
 
     def grant_arg(self) -> str:
-        return f"{plan_arg(self.plan)}{SEP}{self.offset}"
+        """``wholesale plan`` SEP ``offset``; '' when there is no plan (the script then grants nothing more)."""
+        return f"{plan_arg(self.plan)}{SEP}{self.offset}" if self.plan is not None else ""
 
 
 @dataclass(slots=True)

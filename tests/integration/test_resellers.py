@@ -196,3 +196,32 @@ async def test_plain_account_has_no_reseller_fields(rcore: Charging, redis_clien
     await rcore.terminate(voice("s1", 1, sub="bob", used=61))
     raw = await redis_client.xrange(keys.usage(keys.shard_for("bob")))
     assert all(b"reseller" not in f for _id, f in raw)
+
+
+async def test_wholesale_tariff_in_another_currency_is_converted(redis_client: aioredis.Redis,
+                                                                 key_prefix: str) -> None:
+    """A EUR reseller on a USD wholesale tariff pays the exact USD price converted at the call's start."""
+    from ocs.rating.fx import FxTable
+    from ocs.store.fx import StaticFxSource
+
+    src = MemoryTariffSource()
+    src.add(demo_tariff())
+    src.add(Tariff(name="w", version=1, currency="USD", timezone="UTC",
+                   rows=(RateRow("49", "Germany wholesale", 30_000, 0, 60, 60, line=2),)))
+    rates = FxTable.from_rows([("USD", "EUR", T0 - timedelta(days=1), "0.5")])
+    core = build_core(make_cfg(key_prefix), redis_client, Metrics(), src, fx=StaticFxSource(rates))
+    await core.start()
+    try:
+        await setup(redis_client, core.keys)
+        assert (await core.initiate(voice("s1", 0))).status is Status.GRANTED
+        assert await account_state(redis_client, core.keys, "R") == (1_000_000, 75_000)  # 0.15 USD at 0.5
+        await core.terminate(voice("s1", 1, used=61))
+        assert await account_state(redis_client, core.keys, "R") == (1_000_000 - 30_000, 0)  # 0.06 USD = 0.03 EUR
+        sess = await redis_client.hget(core.keys.session("alice", "s1", 0), "rfx")
+        assert sess == b"0.5"
+        core.fx.source = StaticFxSource(FxTable())  # no rate any more: the reseller's leg is not rated
+        core.fx.stale()
+        out = await core.initiate(voice("s2", 0))
+        assert out.status is Status.NOT_RATED and "FX" in out.reason
+    finally:
+        await core.close()

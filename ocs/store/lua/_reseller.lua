@@ -52,6 +52,7 @@ end
 -- Returns blocks, units, hold and the wholesale hold of those units (the fewest wholesale blocks
 -- covering them).
 local function reseller_cut(racct, plan, rarg, blocks, units, hold, inc)
+  if not rarg or rarg == '' then return 0, 0, 0, 0 end  -- no wholesale plan: nothing more to grant
   local R = split(rarg, '\31')
   local W, off = rs_plan(R[1]), tonumber(R[2])
   if redis.call('HGET', racct, 'st') == 'blocked' then return 0, 0, 0, 0 end
