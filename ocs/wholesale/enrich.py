@@ -43,6 +43,8 @@ def add_cost(f: Fields, book: CostBook) -> bool:
 
 async def add_costs(fields: Iterable[Fields], book: CostBook) -> None:
     """:func:`add_cost` on each, letting the loop run between every :data:`YIELD_EVERY` priced CDRs."""
+    if not book.routes:
+        return  # no route table: nothing to price, not even a field to parse
     priced = 0
     for f in fields:
         if add_cost(f, book):

@@ -10,6 +10,7 @@ from ocs.rating.engine import CompiledTariff
 from ocs.rating.fx import FxTable
 from ocs.rating.tariff import BandInterval, RateRow, Tariff
 from ocs.wholesale.cost import Cost, CostBook, Route
+from ocs.wholesale.enrich import add_cost, add_costs
 
 MON_10 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday, peak
 MON_22 = datetime(2026, 11, 23, 22, 0, tzinfo=UTC)  # Monday, off-peak
@@ -99,3 +100,33 @@ def test_service_rows_are_separate() -> None:
     book = CostBook([Route("49", ("P",))], {"P": p})
     assert book.cost_of("4930", MON_10, 60) is None
     assert book.cost_of("4930", MON_10, 1, Service.SMS) == Cost("P", 5_000, "EUR")
+
+
+def _fields(**kw: str) -> dict[str, str]:
+    f = {"t": "c", "record_id": "cdr:s:0", "called": "+4930123", "start_time": "2026-11-23T22:00:00+00:00",
+         "duration": "61", "service": "voice"}
+    f.update(kw)
+    return f
+
+
+def test_enrich_fills_the_stream_fields_in_place() -> None:
+    book = CostBook([Route("49", ("A",))], {"A": A})
+    f = _fields()
+    assert add_cost(f, book) and (f["provider"], f["cost"], f["cost_currency"]) == ("A", "20000", "EUR")
+    kept = _fields(provider="X", cost="7", cost_currency="USD")  # priced upstream: left alone
+    assert not add_cost(kept, book) and kept["cost"] == "7"
+    usage = {"t": "u", "record_id": "u1", "called": "4930"}
+    assert not add_cost(usage, book) and "provider" not in usage
+    for bad in (_fields(start_time="yesterday"), _fields(duration="x"), _fields(service="fax"), _fields(called="")):
+        add_cost(bad, book)  # logged, never raised
+        assert "provider" not in bad
+
+
+async def test_add_costs_prices_a_batch() -> None:
+    book = CostBook([Route("49", ("A",))], {"A": A})
+    batch = [_fields(record_id=f"cdr:{i}:0") for i in range(300)]
+    await add_costs(batch, book)
+    assert {f["cost"] for f in batch} == {"20000"}
+    empty = [_fields()]
+    await add_costs(empty, CostBook([], {"A": A}))
+    assert "provider" not in empty[0]
