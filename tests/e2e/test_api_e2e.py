@@ -1,0 +1,86 @@
+"""The REST API served by a running ocsd (docs/api.md): its own port, tokens made with ocsctl, a top-up
+applied once, the audit log read back with ocsctl, revocation, and a clean SIGTERM with the API busy."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.daemon import Daemon, free_port, provision_demo, require_services
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def api_daemon(tmp_path: Path) -> Iterator[Daemon]:
+    require_services()
+    port = free_port()
+    d = Daemon(tmp_path, extra_toml=f'[api]\nlisten = "127.0.0.1:{port}"\ntoken_cache_seconds = 0\n')
+    d.ports["api"] = port
+    d.write_config()
+    d.create_database()
+    provision_demo(d)
+    try:
+        d.start()
+        yield d
+    finally:
+        d.cleanup()
+
+
+def test_api_in_ocsd(api_daemon: Daemon) -> None:
+    d = api_daemon
+    base = f"http://127.0.0.1:{d.ports['api']}/api/v1"
+    made = d.ocsctl("api", "token", "create", "ops", "--role", "operator", json_out=True)
+    token = made["token"]
+    assert token.startswith("ocs_") and len(token) > 40
+    listed = d.ocsctl("api", "token", "list", json_out=True)["tokens"]
+    assert listed[0]["name"] == "ops" and "token" not in listed[0] and listed[0]["state"] == "active"
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=auth, timeout=10) as api:
+        assert api.get("/accounts/alice").json()["balance"] == "10.00"
+        body = {"amount": "2.50", "reference": "e2e-api-1"}
+        assert api.post("/accounts/alice/topups", json=body).status_code == 201
+        again = api.post("/accounts/alice/topups", json=body)
+        assert again.status_code == 200 and again.json()["applied"] is False
+        assert d.ocsctl("account", "show", "alice", json_out=True)["balance"] == "12.50"
+        assert httpx.get(f"{base}/accounts", timeout=5).status_code == 401
+        assert httpx.get(f"{base}/openapi.json", timeout=5).json()["openapi"].startswith("3.1")
+        audit = d.ocsctl("audit", json_out=True)["audit"]
+        assert [(a["token"], a["status"]) for a in audit] == [("ops", 201), ("ops", 200)]
+        assert d.ocsctl("api", "token", "revoke", "ops", json_out=True)["revoked"] is True
+        assert api.get("/accounts/alice").status_code == 401
+    assert d.ocsctl("api", "token", "revoke", "nobody", check=False).returncode == 1
+    assert d.ocsctl("api", "token", "create", "x", "--role", "reseller", check=False).returncode == 1
+
+
+def test_sigterm_with_the_api_busy_stops_cleanly(api_daemon: Daemon) -> None:
+    d = api_daemon
+    token = d.ocsctl("api", "token", "create", "ro", "--role", "readonly", json_out=True)["token"]
+    base = f"http://127.0.0.1:{d.ports['api']}/api/v1"
+    stop = threading.Event()
+    answered: list[int] = []
+
+    def hammer() -> None:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=5) as api:
+            while not stop.is_set():
+                try:
+                    answered.append(api.get("/accounts").status_code)
+                except httpx.HTTPError:
+                    return
+
+    workers = [threading.Thread(target=hammer) for _ in range(4)]
+    for w in workers:
+        w.start()
+    try:
+        while len(answered) < 20:
+            threading.Event().wait(0.05)
+        assert d.stop() == 0, d.log_path.read_text()[-4000:]
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(5)
+    assert set(answered) <= {200, 503}
