@@ -22,6 +22,7 @@ from ocs.cli import accounts, alerts, billing_fees, invoices, operations, paymen
 from ocs.cli import api_tokens as api_verbs
 from ocs.cli import fx as fx_verbs
 from ocs.cli import providers as provider_verbs
+from ocs.cli import reports as report_verbs
 from ocs.cli import rerate as rerate_verbs
 from ocs.cli import resellers as reseller_verbs
 from ocs.cli.context import Context, Refused, Usage, Verb
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (*verb_modules, api_verbs, fx_verbs, rerate_verbs):
         module.register(sub)
     provider_verbs.register(sub)  # provider, route (docs/wholesale.md)
+    report_verbs.register(sub)  # report usage|chart (docs/reports.md)
     reseller_verbs.register(sub)  # reseller create|list|show|block|unblock|topup (docs/wholesale.md)
     return parser
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
+import os
+import shutil
 import sys
+import tempfile
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import IO, Any
 
 from redis.exceptions import ResponseError
 
 from ocs import money
-from ocs.billing import cdrs
 from ocs.cli import cdr_import
 from ocs.cli.context import Context, Refused, Usage, add_json, emit
+from ocs.reports import cdr_export
 from ocs.store import accounts_db, migrate, placement, provision, records
 from ocs.store.keys import USAGE_GROUP
 from ocs.store.replies import text
@@ -32,7 +34,8 @@ def register(sub: Any) -> None:
     p.add_argument("--from", dest="start", help="start date/time (UTC), inclusive")
     p.add_argument("--to", dest="end", help="end date/time (UTC), exclusive")
     p.add_argument("--account")
-    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--format", choices=cdr_export.FORMATS, default="csv")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
     add_json(p)
     p.set_defaults(func=export_cmd)
     cdr_import.register(csub)  # cdr import: mediation of switch CDR files (ocs/cli/cdr_import.py)
@@ -65,14 +68,40 @@ def _bound(raw: str | None, name: str) -> datetime | None:
 
 
 async def export_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    """Stream the CDRs (ocs.reports.cdr_export) to stdout or ``-o FILE``; XLSX needs a file or a pipe."""
     start, end = _bound(args.start, "--from"), _bound(args.end, "--to")
-    rows = await records.cdrs(await ctx.pg(), start, end, args.account)
-    out = [cdrs.document(r) for r in rows]
-    if args.format == "json" or ctx.json:
-        print(json.dumps(out, indent=2))
-    else:
-        sys.stdout.write(cdrs.csv_text(out, header=True))
-    return {"records": len(out)}
+    fmt = "json" if ctx.json and args.format == "csv" else args.format
+    conn = await ctx.pg()
+    if fmt == "xlsx":
+        if not args.output and sys.stdout.isatty():
+            raise Usage("--format xlsx writes a workbook: give -o FILE.xlsx (or redirect stdout)")
+        return {"records": await _export_xlsx(conn, args.output, start, end, args.account)}
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(_text_file(args.output)) if args.output else sys.stdout
+        writers: dict[str, type[cdr_export.CsvWriter | cdr_export.JsonWriter | cdr_export.XmlWriter]] = {
+            "csv": cdr_export.CsvWriter, "json": cdr_export.JsonWriter, "xml": cdr_export.XmlWriter}
+        n = await cdr_export.export(conn, writers[fmt](out), start, end, args.account)
+    return {"records": n}
+
+
+def _text_file(path: str) -> IO[str]:
+    return open(path, "w", encoding="utf-8", newline="")
+
+
+def _copy_to_stdout(path: str) -> None:
+    with open(path, "rb") as f:
+        shutil.copyfileobj(f, sys.stdout.buffer)
+
+
+async def _export_xlsx(conn: Any, path: str | None, start: datetime | None, end: datetime | None,
+                       account: str | None) -> int:
+    if path:
+        return await cdr_export.export(conn, cdr_export.XlsxWriter(path), start, end, account)
+    with tempfile.TemporaryDirectory() as tmp:  # stdout is a pipe: write the workbook, then copy it
+        tmp_path = os.path.join(tmp, "cdrs.xlsx")
+        n = await cdr_export.export(conn, cdr_export.XlsxWriter(tmp_path), start, end, account)
+        _copy_to_stdout(tmp_path)
+    return n
 
 
 async def _stream_pending(ctx: Context) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
