@@ -54,5 +54,5 @@ stamp=.venv/.ocs-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
   .venv/bin/pip install -q -e '.[dev]' 2>&1 | grep -v -E '^(WARNING|  |$)' || true
-  .venv/bin/python -c 'import ocs, pyrad, diameter, redis, asyncpg, aiosmtplib, httpx, aiosmtpd, reportlab' && touch "$stamp"
+  .venv/bin/python -c 'import ocs, pyrad, diameter, redis, asyncpg, aiosmtplib, httpx, aiosmtpd, reportlab, openpyxl' && touch "$stamp"
 fi

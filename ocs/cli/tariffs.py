@@ -1,4 +1,4 @@
-"""``ocsctl tariff import|show|rate`` (docs/provisioning.md, docs/rating.md)."""
+"""``ocsctl tariff import|show|rate`` (docs/provisioning.md, docs/rating.md); ``diff`` is in tariff_diff."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from ocs.cli import rate_upload, tariff_diff
 from ocs.cli.context import Context, Refused, Usage, add_json, emit
-from ocs.rating import documents, tariff_csv
+from ocs.rating import documents
 from ocs.rating.engine import CompiledTariff
 from ocs.store import tariffs
 
@@ -18,7 +19,7 @@ from ocs.store import tariffs
 def register(sub: Any) -> None:
     t = sub.add_parser("tariff", help="import, show and try tariffs")
     tsub = t.add_subparsers(dest="tariff_verb", required=True, parser_class=type(t))
-    p = tsub.add_parser("import", help="import RATES.csv (and BANDS.csv) as a new version")
+    p = tsub.add_parser("import", help="import RATES.csv|.xlsx (and BANDS) as a new version")
     p.add_argument("name")
     p.add_argument("rates")
     p.add_argument("--bands")
@@ -37,13 +38,7 @@ def register(sub: Any) -> None:
     p.add_argument("--seconds", type=int, default=60)
     add_json(p)
     p.set_defaults(func=rate_cmd)
-
-
-def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise Refused(f"{path}: {exc.strerror}") from None
+    tariff_diff.register(tsub)
 
 
 class _Progress:
@@ -69,21 +64,7 @@ async def import_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     tz = args.timezone or (existing["timezone"] if existing else "UTC")
     if len(currency) != 3 or not currency.isalpha():
         raise Refused(f"--currency: not an ISO 4217 code: {currency!r}")
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise Refused(f"--timezone: unknown timezone {tz!r}") from None
-    try:
-        bands, errors = ([], []) if not args.bands else tariff_csv.parse_bands(
-            _read(args.bands), Path(args.bands).name)
-        parsed = tariff_csv.parse_rates(_read(args.rates), tz, {b.band for b in bands}, Path(args.rates).name)
-    except tariff_csv.CsvError as exc:
-        raise Refused(str(exc)) from None
-    errors += parsed.errors
-    if errors:
-        for e in errors[1:]:
-            print(f"ocsctl: {e}", file=sys.stderr)
-        raise Refused(f"{errors[0]} ({len(errors)} rejected of {parsed.read} rows read; nothing imported)")
+    parsed, bands = rate_upload.read_rate_sheet(args.rates, args.bands, rate_upload.timezone(tz))
     version = await tariffs.import_version(conn, args.name, currency, tz, parsed.rows, bands,
                                            source=Path(args.rates).name, progress=_Progress(len(parsed.rows)))
     await (await ctx.redis()).incr(ctx.keys.tariffs_gen())

@@ -89,12 +89,12 @@ def test_tariff_rate_json(ctl) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(("content", "needle"), [
     (b"destination,rate\nX,0.1\n", "missing column 'prefix'"),
-    (b"prefix,destination,rate\n49,DE,abc\n", "line 2"),
-    (b"prefix,destination,rate,band\n49,DE,0.1,peak\n", "line 2: band 'peak'"),
+    (b"prefix,destination,rate\n49,DE,abc\n", "line 2: rate: not a decimal amount"),
+    (b"prefix,destination,rate,band\n49,DE,0.1,peak\n", "line 2: band: 'peak' is not defined"),
     (b"prefix,destination,rate\n49,DE,0.1\n49,DE,0.2\n", "line 3: duplicate prefix 49"),
     (b"", "empty file"),
     (b"prefix,destination,rate\n49,D\xe9,0.1\n", "not UTF-8"),
-    (b"prefix,destination,rate\n4x9,DE,0.1\n", "prefix must be digits"),
+    (b"prefix,destination,rate\n4x9,DE,0.1\n", "line 2: prefix: must be digits"),
 ])
 def test_bad_csv_changes_nothing(ctl, content: bytes, needle: str) -> None:  # type: ignore[no-untyped-def]
     run, tmp = ctl
