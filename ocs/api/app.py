@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ocs import __version__
-from ocs.api import problems, routes_accounts, routes_billing, routes_ops, web
+from ocs.api import problems, routes_accounts, routes_billing, routes_ops, routes_reports, web
 from ocs.api.deps import Services
 from ocs.api.tokens import Principal, audit
 
@@ -143,7 +143,7 @@ def create_app(svc: Services) -> FastAPI:
                   " of the online charging system. Errors are RFC 9457 problem+json. See docs/api.md.")
     app.state.services = svc
     problems.install(app)
-    for module in (routes_accounts, routes_ops, routes_billing):
+    for module in (routes_accounts, routes_ops, routes_billing, routes_reports):
         app.include_router(module.router, prefix=PREFIX)
     _docs(app)
     web.install(app)  # /ui and /my on the same app and port (ocs/api/web)
