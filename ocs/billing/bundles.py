@@ -86,3 +86,12 @@ async def remaining(conn: Conn, redis: Redis, keys: Keys, account_id: str, tz: s
                     "until": (after - timedelta(days=1)).isoformat(), "included": quota, "used": used,
                     "held": held, "left": max(0, quota - used - held)})
     return out
+
+
+async def drop_holds(redis: Redis, keys: Keys, account_id: str) -> int:
+    """``rebuild-balances``: the sessions holding included seconds are gone, so are their holds."""
+    key = keys.bundles(account_id)
+    held = [f for f in await redis.hkeys(key) if (f.decode() if isinstance(f, bytes) else f).startswith("h:")]
+    if held:
+        await redis.hdel(key, *held)
+    return len(held)

@@ -241,6 +241,7 @@ async def sync(conn: Conn, redis: Redis, keys: Keys, account_id: str) -> asyncpg
         if row["reseller"]:  # a new reseller's subscriber lives on its reseller's shard (docs/wholesale.md)
             await placement.place_subscriber(conn, redis, keys, row)
         await provision.sync_account(redis, keys, row, await accounts_db.aliases(conn, account_id))
+        await bundles.sync(conn, redis, keys, account_id)  # the account's bundles (field bun)
     await provision.apply_pending(conn, redis, keys, account_id)
     return row
 

@@ -14,6 +14,7 @@ from typing import IO, Any
 from redis.exceptions import ResponseError
 
 from ocs import money
+from ocs.billing import bundles
 from ocs.cli import cdr_import
 from ocs.cli.context import Context, Refused, Usage, add_json, emit
 from ocs.reports import cdr_export
@@ -178,6 +179,8 @@ async def rebuild_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
         row = await accounts_db.get(conn, e["id"])
         assert row is not None
         await provision.sync_account(redis, ctx.keys, row, await accounts_db.aliases(conn, e["id"]))
+        await bundles.sync(conn, redis, ctx.keys, e["id"])
+        await bundles.drop_holds(redis, ctx.keys, e["id"])  # bundles: the sessions holding seconds are gone
         ids = await accounts_db.ledger_ids(conn, e["id"])
         total = e["credited"] + e["unapplied"] - e["settled"]
         pipe = redis.pipeline(transaction=True)

@@ -104,3 +104,17 @@ async def test_subscribe_writes_bundles_and_account_show_prints_what_is_left(
     assert json.loads(ctl("account", "show", "a1", "--json").stdout)["bundles"] == []
     raw = await redis_client.hget(keys.account("a1"), "bun")
     assert rb.decode(raw.decode())[0].end == today  # kept (ended), so a call today no longer uses it
+
+
+async def test_rebuild_balances_drops_bundle_holds_and_keeps_what_was_used(
+        ctl: Run, redis_client: aioredis.Redis, key_prefix: str) -> None:
+    keys = Keys(key_prefix, config.ChargingConfig().shards)
+    first = datetime.now(UTC).date().replace(day=1)
+    ctl("product", "create", "Flat", "--amount", "0", "--currency", "EUR", "--period", "monthly", "--includes", "600")
+    ctl("subscribe", "a1", "Flat", "--from", first.isoformat())
+    pk = f"{first:%Y-%m}:Flat"
+    await redis_client.hset(keys.bundles("a1"), mapping={f"q:{pk}": 600, f"u:{pk}": 100, f"h:{pk}": 60})
+    await redis_client.hdel(keys.account("a1"), "bun")  # as after a Redis loss
+    ctl("rebuild-balances")
+    assert await redis_client.hgetall(keys.bundles("a1")) == {f"q:{pk}".encode(): b"600", f"u:{pk}".encode(): b"100"}
+    assert await redis_client.hget(keys.account("a1"), "bun")  # written again from PostgreSQL
