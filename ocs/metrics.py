@@ -68,6 +68,10 @@ class Metrics:
         self._health_metrics(self.registry)
         self._control_metrics(self.registry)
 
+    def requests_answered(self) -> float:
+        """Every charging request answered so far (all protocols, types, results): the dashboard's rate."""
+        return sum(s.value for m in self.requests.collect() for s in m.samples if s.name.endswith("_total"))
+
     def _request_metrics(self, r: CollectorRegistry) -> None:
         """Requests answered, their latency, and what was dropped or replayed."""
         self.requests = Counter(

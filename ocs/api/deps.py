@@ -48,6 +48,7 @@ class Services:
     redis: Redis
     keys: Keys
     tokens: TokenCache
+    requests_total: Callable[[], float] | None = None  # the daemon's charging requests so far (the dashboard)
 
 
 def services(request: Request) -> Services:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import asyncpg
 import structlog
@@ -57,8 +57,10 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class ApiServer:
-    def __init__(self, cfg: config.Config, redis: Redis, keys: Keys) -> None:
+    def __init__(self, cfg: config.Config, redis: Redis, keys: Keys,
+                 requests_total: Callable[[], float] | None = None) -> None:
         self.cfg = cfg
+        self.requests_total = requests_total
         self.redis = redis
         self.keys = keys
         self.host, self.port = config.split_hostport(cfg.api.listen)
@@ -80,7 +82,7 @@ class ApiServer:
         self.pool = await asyncpg.create_pool(self.cfg.postgres.dsn, min_size=0, max_size=self.cfg.api.pool_size,
                                               timeout=5, command_timeout=30)
         svc = Services(self.cfg, self.pool, self.redis, self.keys,
-                       TokenCache(self.pool, self.cfg.api.token_cache_seconds))
+                       TokenCache(self.pool, self.cfg.api.token_cache_seconds), self.requests_total)
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # ocsd logs its own "ready" line
         uv = uvicorn.Config(guarded(svc), log_config=None, access_log=False, lifespan="off",
                             timeout_graceful_shutdown=int(STOP_SECONDS), server_header=False,

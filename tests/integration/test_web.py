@@ -4,6 +4,7 @@ Chromium walk-through is tests/e2e/test_web_browser.py."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 
@@ -131,3 +132,17 @@ async def test_self_care(api: Api) -> None:
             await c.post("/my/login", data={"alias": "4930555", "password": "guess", "csrf": _csrf(form)})
         locked = await c.post("/my/login", data={"alias": "4930555", "password": "s3cret", "csrf": _csrf(form)})
         assert "Too many wrong passwords" in locked.text
+
+
+async def test_overview_rate_from_the_daemons_counter(api: Api) -> None:
+    answered = [1000.0]
+    api.svc.requests_total = lambda: answered[0]
+    async with await _client(api) as c:
+        await _login(c, api.tokens["readonly"])
+        first = await c.get("/ui")
+        assert re.search(r"Requests per second</span><span class=\"value\">–", first.text)
+        await asyncio.sleep(1.1)
+        answered[0] += 220
+        second = await c.get("/ui")
+        rate = float(re.search(r"Requests per second</span><span class=\"value\">([\d.,]+)", second.text)[1])  # type: ignore[index]
+        assert 150 < rate < 201

@@ -3,7 +3,7 @@
 - live sessions: the shard expiry indexes' sizes (every open session with a hold is in one; 16
   ZCARDs in one pipeline), or a reseller's subscribers' open sessions;
 - requests per second: the charging requests this ocsd answered since the previous look, from its
-  own request counter (``app.state.requests_total``, set by the daemon; other nodes count theirs);
+  own request counter (``Services.requests_total``, given by the daemon; other nodes count theirs);
 - today's revenue and the hourly chart: the report rollups (docs/reports.md), never the CDRs.
 """
 
@@ -34,9 +34,8 @@ async def _live(svc: Services, reseller: str | None) -> int:
     return int(sum(await pipe.execute()))
 
 
-def _rate(app: FastAPI) -> float | None:
+def _rate(app: FastAPI, total: Callable[[], float] | None) -> float | None:
     """Requests/s since the last look (at least 1 s apart), from the daemon's counter if it gave one."""
-    total: Callable[[], float] | None = getattr(app.state, "requests_total", None)
     if total is None:
         return None
     now, count = time.monotonic(), total()
@@ -73,7 +72,7 @@ async def _today(conn: Conn) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 
 async def facts(app: FastAPI, svc: Services, reseller: str | None) -> dict[str, Any]:
-    rate = _rate(app)
+    rate = _rate(app, svc.requests_total)
     out: dict[str, Any] = {"live": await _live(svc, reseller), "rate": "" if rate is None else f"{rate:,.1f}"}
     if reseller is None:
         async with svc.pool.acquire() as conn:
