@@ -3,7 +3,9 @@
 Session hash fields (``Keys.session``): rating context written once at open
 (``acct sid rg proto svc cur node origin calling dest prefix dname t0 tariff tver``)
 and the running state the scripts maintain (``used chg billed hold hunits xs rq exp
-closed cause cdrrev``) plus ``o:<request number>`` stored outcomes.
+closed cause cdrrev``) plus ``o:<request number>`` stored outcomes.  A session that draws on a
+bundle (docs/wholesale.md "Bundles") also has ``bk bq`` (its period key and quota, written at
+open) and ``ih iu`` (included seconds held and consumed; the scripts keep them).
 
 Two node-local caches, each bounded (``cache.sessions``, least recently written
 first out):
