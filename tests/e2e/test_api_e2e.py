@@ -3,6 +3,8 @@ applied once, the audit log read back with ocsctl, revocation, and a clean SIGTE
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.daemon import Daemon, free_port, provision_demo, require_services
+from tests.support.daemon import BIN, Daemon, free_port, provision_demo, require_services
 
 pytestmark = pytest.mark.e2e
 
@@ -84,3 +86,20 @@ def test_sigterm_with_the_api_busy_stops_cleanly(api_daemon: Daemon) -> None:
         for w in workers:
             w.join(5)
     assert set(answered) <= {200, 503}
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_error(api_daemon: Daemon, tmp_path: Path) -> None:
+    """Property-based run over the OpenAPI document (every operation, generated valid and invalid input,
+    an admin token so every route is reached): no answer is a 5xx."""
+    d = api_daemon
+    token = d.ocsctl("api", "token", "create", "fuzz", "--role", "admin", json_out=True)["token"]
+    base = f"http://127.0.0.1:{d.ports['api']}/api/v1"
+    res = subprocess.run(
+        [str(BIN / "schemathesis"), "run", f"{base}/openapi.json", "--checks", "not_a_server_error",
+         "--header", f"Authorization: Bearer {token}", "--max-examples", "25", "--seed", "7",
+         "--phases", "examples,coverage,fuzzing", "--request-timeout", "20", "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
+    assert " passed" in res.stdout and "Server error" not in res.stdout, res.stdout[-3000:]
+    print(res.stdout[-2500:])  # the run's summary, for -s
