@@ -225,3 +225,64 @@ async def test_wholesale_tariff_in_another_currency_is_converted(redis_client: a
         assert out.status is Status.NOT_RATED and "FX" in out.reason
     finally:
         await core.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_interleaved_sessions_keep_both_proofs(rcore: Charging, redis_client: aioredis.Redis,
+                                                     seed: int) -> None:
+    """Two subscribers of one reseller, sessions interleaved with retransmissions and a tight reseller:
+    at the end no hold is left, and each balance is its start minus the cumulative rating of each call."""
+    import random
+
+    keys = rcore.keys
+    rnd = random.Random(seed)
+    await setup(redis_client, keys, rbal=400_000)
+    await placement.place(redis_client.execute_command, keys, "carol", keys.shard_for("R"))
+    await provision(redis_client, keys, "carol", 2_000_000)
+    await redis_client.hset(keys.account("carol"), "rs", "R")
+    calls: dict[tuple[str, str], int] = {}  # (subscriber, session) -> total used
+    steps: dict[tuple[str, str], int] = {}
+    for n in range(8):
+        sub = rnd.choice(["alice", "carol"])
+        out = await rcore.initiate(voice(f"s{n}", 0, sub=sub))
+        if out.status is Status.GRANTED:
+            calls[(sub, f"s{n}")], steps[(sub, f"s{n}")] = 0, 1
+    for _ in range(30):
+        if not calls:
+            break
+        sub, sid = rnd.choice(sorted(calls))
+        used = rnd.choice([0, 1, 29, 30, 31, 59, 61, 120])
+        req = voice(sid, steps[(sub, sid)], sub=sub, used=used)
+        await rcore.update(req)
+        if rnd.random() < 0.3:
+            await rcore.update(req)  # a retransmission: charged once
+        calls[(sub, sid)] += used
+        steps[(sub, sid)] += 1
+    for (sub, sid), n in steps.items():
+        await rcore.terminate(voice(sid, n, sub=sub))
+    t, w = demo_tariff(), wholesale()
+    from ocs.rating.engine import CompiledTariff
+
+    ct, cw = CompiledTariff(t), CompiledTariff(w)
+
+    def price(tariff: CompiledTariff, used: int) -> int:
+        sel = tariff.select("4930123456", T0, Service.VOICE)
+        assert sel is not None
+        return tariff.rate(sel, used).charge
+
+    recs = [f for f in await records(redis_client, keys) if f["t"] == "u"]
+    for sub, start in (("alice", 1_000_000), ("carol", 2_000_000)):
+        bal, rsv = await account_state(redis_client, keys, sub)
+        assert rsv == 0
+        assert bal == start - sum(int(f["amount"]) for f in recs if f["account_id"] == sub)
+    rbal, rrsv = await account_state(redis_client, keys, "R")
+    assert rrsv == 0
+    assert rbal == 400_000 - sum(int(f.get("reseller_amount") or 0) for f in recs)
+    cdrs = {f["session_id"]: f for f in await records(redis_client, keys) if f["t"] == "c"}
+    for (_sub, sid), used in calls.items():
+        cdr = cdrs[sid]
+        charged = int(cdr["duration"])  # what was charged (a report beyond the grant + cap is not)
+        assert charged <= used
+        assert int(cdr["charge"]) == price(ct, charged)
+        assert int(cdr["reseller_charge"]) == price(cw, charged)
+    assert await redis_client.hget(keys.totals(keys.shard_for("R")), "rsv") in (b"0", None)
