@@ -174,3 +174,24 @@ async def test_records_show_included_seconds(core: Charging, redis_client: aiore
     cdr = await pg.fetchrow("SELECT duration, included_seconds, charge FROM cdrs WHERE session_id = 's1'")
     assert (cdr["duration"], cdr["included_seconds"], cdr["charge"]) == (
         150, 100, await money_of(core, "4930123456", 50))
+
+
+async def test_accounting_off_releases_the_included_hold(core: Charging, redis_client: aioredis.Redis) -> None:
+    await give(redis_client, core, "alice", 1_000_000, rb.Bundle("Flat", "", 100, NOV, None))
+    await core.initiate(voice("s1", 0, req=60))  # origin nas1
+    await core.update(voice("s1", 1, used=30, req=60))
+    assert await counters(redis_client, core, "alice", "2026-11:Flat") == (100, 30, 60)
+    assert await core.terminate_origin("nas1", "NAS_REBOOT") == 1
+    assert await counters(redis_client, core, "alice", "2026-11:Flat") == (100, 30, 0)
+    assert await account_state(redis_client, core.keys, "alice") == (1_000_000, 0)
+
+
+async def test_late_usage_of_a_closed_session_is_money_and_what_was_covered_stays_covered(
+        core: Charging, redis_client: aioredis.Redis) -> None:
+    await give(redis_client, core, "alice", 1_000_000, rb.Bundle("Flat", "", 100, NOV, None))
+    await core.initiate(voice("s1", 0, req=60))
+    await core.terminate(voice("s1", 1, used=60))  # all included
+    late = await core.update(voice("s1", 2, used=40, req=60))  # the session is closed: an orphan
+    assert late.status is Status.UNKNOWN_SESSION
+    assert late.charged == await money_of(core, "4930123456", 40)  # 100 s used, 60 included: a 40 s call
+    assert await counters(redis_client, core, "alice", "2026-11:Flat") == (100, 60, 0)
