@@ -48,10 +48,12 @@ from dataclasses import dataclass, field
 from ocs.mediation.cdr_csv import CdrReader, CdrRecord, Rejected
 from ocs.mediation.rating import RecordRater
 from ocs.mediation.summary import Summary
+from ocs.rating.fx import FxTable
 from ocs.rating.tariff import Tariff
 from ocs.store import tariffs
 from ocs.store.accounts_view import AccountView
 from ocs.store.cdr_imports import Charge, Conn, ImportCharges, ImportRuns
+from ocs.store.fx import load_fx_table
 from ocs.store.keys import Keys
 from ocs.store.pipeline import AutoPipeline
 
@@ -91,7 +93,7 @@ class Importer:
                  on_reject: Callable[[Rejected], None] | None = None, chunk: int = CHUNK, batch: int = BATCH) -> None:
         self.runs = ImportRuns(conn, source)
         self.charges = ImportCharges(rp, keys, node)
-        self.rater = RecordRater(AccountView(rp, keys), self._load_tariff, source)
+        self.rater = RecordRater(AccountView(rp, keys), self._load_tariff, self._load_fx, source)
         self.conn = conn
         self.node = node
         self.source = source
@@ -163,6 +165,10 @@ class Importer:
     async def _load_tariff(self, name: str) -> Tariff | None:
         async with self._pg:
             return await tariffs.load_tariff(self.conn, name)
+
+    async def _load_fx(self) -> FxTable:
+        async with self._pg:
+            return await load_fx_table(self.conn)
 
     async def _progress(self, *, finished: bool) -> None:
         s = self.summary

@@ -5,7 +5,10 @@
   the value as an account id), so a switch file and a Diameter request find the same account;
 - price: the pure engine (:mod:`ocs.rating.engine`) on the account's tariff, its current version,
   with the rows in force when the call started; the charge is the one of a session of that duration
-  (connect fee, increments, time bands, one half-up rounding).
+  (connect fee, increments, time bands, one half-up rounding); an account paying in another currency
+  than its tariff's is charged the exact price times the FX rate in force at the call's start, rounded
+  once (:func:`ocs.rating.fx.converted_charge`, as the core), and its CDR says ``rate_currency`` and
+  ``fx_rate``.
 
 Resolved subscribers and loaded tariffs are kept for the run (an import is minutes, not days: an
 alias moved during it counts from the next import).  Where the price depends on the row and the
@@ -18,7 +21,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from ocs.mediation.cdr_csv import CdrRecord, Rejected
-from ocs.rating.engine import CompiledTariff, Selection
+from ocs.rating.engine import CompiledTariff, Rating, Selection
+from ocs.rating.fx import FxTable, converted_charge, format_rate
 from ocs.rating.tariff import ANY_BAND, Tariff
 from ocs.store.accounts_view import Account, AccountView
 from ocs.store.cdr_imports import PROTOCOL, Charge
@@ -29,13 +33,15 @@ CACHE = 100_000  # subscribers and memoised prices kept per run
 
 class RecordRater:
     def __init__(self, accounts: AccountView, load_tariff: Callable[[str], Awaitable[Tariff | None]],
-                 source: str) -> None:
+                 load_fx: Callable[[], Awaitable[FxTable]], source: str) -> None:
         self.accounts = accounts
         self.load_tariff = load_tariff
+        self.load_fx = load_fx
         self.source = source
         self._subs: dict[tuple[bool, str], Account | None] = {}
         self._tariffs: dict[str, CompiledTariff | None] = {}
-        self._memo: dict[tuple[int, int], tuple[int, int]] = {}
+        self._memo: dict[tuple[int, int], Rating] = {}
+        self._fx: FxTable | None = None  # loaded with the first account paying in another currency
 
     async def resolve(self, recs: list[CdrRecord]) -> None:
         """Find the accounts (and load the tariffs) of these records: one pipelined round for all."""
@@ -46,9 +52,14 @@ class RecordRater:
                                        for by_id, v in wanted))
         self._subs.update(zip(wanted, found, strict=True))
         for acct in found:
-            if acct is not None and acct.tariff not in self._tariffs:
+            if acct is None:
+                continue
+            if acct.tariff not in self._tariffs:
                 loaded = await self.load_tariff(acct.tariff)
                 self._tariffs[acct.tariff] = CompiledTariff(loaded) if loaded is not None else None
+            tariff = self._tariffs[acct.tariff]
+            if tariff is not None and self._fx is None and tariff.tariff.currency.strip() != acct.currency:
+                self._fx = await self.load_fx()
 
     def rate(self, rec: CdrRecord) -> Charge | Rejected:
         """The record's charge, or why it is not imported (after :meth:`resolve`)."""
@@ -61,32 +72,33 @@ class RecordRater:
         tariff = self._tariffs.get(acct.tariff)
         if tariff is None:
             return _no(rec, "unknown tariff", f"tariff {acct.tariff!r} of account {acct.id} not found")
-        currency = tariff.tariff.currency.strip()
-        if currency != acct.currency:
-            return _no(rec, "fx", f"account {acct.id} pays in {acct.currency}, its tariff {acct.tariff} is in"
-                                  f" {currency}: not imported")
         sel = tariff.select(rec.called, rec.start)
         if sel is None:
             return _no(rec, "not rated", f"destination not rated: {rec.called!r}")
-        billed, charge = self._price(tariff, sel, rec.duration)
+        rating = self._rating(tariff, sel, rec.duration)
+        charge, rate_currency, fx_rate = rating.charge, "", ""
+        currency = tariff.tariff.currency.strip()
+        if currency != acct.currency:  # converted as the core does: exact price times the rate at the start
+            fx = self._fx.rate(currency, acct.currency, rec.start) if self._fx is not None else None
+            if fx is None:
+                return _no(rec, "not rated", f"no FX rate {currency} -> {acct.currency} at {rec.start_iso()}")
+            charge, rate_currency, fx_rate = converted_charge(rating, fx), currency, format_rate(fx)
         if charge > MAX_EXACT:
             return _no(rec, "bad field", "charge beyond any plausible amount")
         return Charge(acct.id, rec.key, f"{PROTOCOL}:{self.source}:{rec.key}", rec.calling, sel.number, sel.prefix,
-                      sel.destination, rec.start_iso(), rec.end_iso(), rec.duration, billed, charge, acct.currency,
-                      sel.tariff, sel.version)
+                      sel.destination, rec.start_iso(), rec.end_iso(), rec.duration, rating.billed_units, charge,
+                      acct.currency, sel.tariff, sel.version, rate_currency, fx_rate)
 
-    def _price(self, tariff: CompiledTariff, sel: Selection, duration: int) -> tuple[int, int]:
-        """(billed seconds, charge); memoised where the price depends on the row and duration alone."""
+    def _rating(self, tariff: CompiledTariff, sel: Selection, duration: int) -> Rating:
+        """Rules 2-4; memoised where the price depends on the row and the duration alone."""
         if len(sel.band_rows) != 1 or ANY_BAND not in sel.band_rows:
-            r = tariff.rate(sel, duration)
-            return r.billed_units, r.charge
+            return tariff.rate(sel, duration)
         memo = (id(sel.row), duration)  # the run keeps its compiled tariffs (and their rows) alive
         hit = self._memo.get(memo)
         if hit is None:
             if len(self._memo) >= CACHE:
                 self._memo.clear()
-            r = tariff.rate(sel, duration)
-            hit = self._memo[memo] = (r.billed_units, r.charge)
+            hit = self._memo[memo] = tariff.rate(sel, duration)
         return hit
 
 

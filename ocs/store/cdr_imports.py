@@ -46,12 +46,14 @@ class Charge:
     currency: str
     tariff: str
     tariff_version: int
+    rate_currency: str = ""  # FX: the tariff's currency when the account pays in another
+    fx_rate: str = ""
 
     def packed(self, index: int) -> str:
         return FS.join((str(index), self.key, self.sid, self.calling, self.called, self.prefix,
                         self.destination.replace(FS, "\ufffd").replace(RS, "\ufffd"), self.start, self.end,
                         str(self.duration), str(self.billed), str(self.charge), self.currency, self.tariff,
-                        str(self.tariff_version), PROTOCOL, CAUSE))
+                        str(self.tariff_version), PROTOCOL, CAUSE, self.rate_currency, self.fx_rate))
 
 
 class ImportRuns:

@@ -244,3 +244,22 @@ async def test_bad_input_for_the_verb_changes_nothing(ctl: tuple[Run, Path], pg:
     assert await pg.fetchval("SELECT count(*) FROM cdr_import_keys") == 0
     assert _balance(run, "a1") == "10.00"
     assert not (tmp / "bad.csv.rejects.csv").exists() and not (tmp / "ok.csv.rejects.csv").exists()
+
+
+async def test_account_in_another_currency_is_converted(ctl: tuple[Run, Path], pg: asyncpg.Connection,
+                                                         redis_client: aioredis.Redis, key_prefix: str,
+                                                         pg_dsn: str) -> None:
+    """As the core charges it: the tariff's exact price times the rate in force at the call's start."""
+    run, tmp = ctl
+    run("account", "create", "u1", "--currency", "USD", "--tariff", "t", "--alias", "4915500")
+    run("fx", "set", "EUR", "USD", "1.1", "--from", "2026-11-01")
+    f = tmp / "fx.csv"
+    f.write_text(HEADER + "2026-11-02T10:00:00Z,4915500,4930123456,61,,f1\n"   # 0.086 EUR = 0.0946 USD
+                 "2026-10-02T10:00:00Z,4915500,4930123456,61,,f2\n")            # before any rate
+    doc = _import(run, f)
+    assert (doc["imported"], doc["rejected"], doc["charged"]) == (1, 1, {"USD": "0.094600"})
+    assert "no FX rate" in doc["first_rejects"][0]["reason"]
+    assert _balance(run, "u1") == "-0.0946"
+    await _flush(key_prefix, pg_dsn, redis_client)
+    cdr = await pg.fetchrow("SELECT * FROM cdrs WHERE session_id = 'import:default:id:f1'")
+    assert (cdr["charge"], cdr["currency"].strip(), cdr["rate_currency"], cdr["fx_rate"]) == (94_600, "USD", "EUR", "1.1")

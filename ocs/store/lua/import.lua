@@ -6,7 +6,8 @@
 -- ARGV[1] node name   ARGV[2] account ids, \31-separated, in the order of KEYS[3..]
 -- ARGV[3] records, \30-separated; each \31-separated:
 --   account index (into KEYS), key, session id, calling, called, prefix, destination, start ISO,
---   end ISO, duration, billed seconds, charge, currency, tariff, tariff version, protocol, cause
+--   end ISO, duration, billed seconds, charge, currency, tariff, tariff version, protocol, cause,
+--   rate currency and FX rate ('' unless the account pays in another currency than its tariff's)
 --
 -- Idempotent per record: the marker set holds the key of every record this run charged, so a
 -- batch sent again (a lost reply, a retry) charges nothing twice.  The set outlives a crash and
@@ -51,11 +52,15 @@ for i = 1, #recs do
       'rating_group', '0', 'request_number', '0', 'kind', 'import', 'protocol', f[16], 'service', 'voice',
       'units', f[10], 'used_total', f[10], 'amount', f[12], 'charged_total', f[12], 'balance_after', int(bal),
       'currency', f[13], 'event_time', f[9], 'node', node)
-    redis.call('XADD', stream, '*', 'record_id', 'cdr:' .. sid .. ':0', 't', 'c', 'session_id', sid,
+    local cdr = {stream, '*', 'record_id', 'cdr:' .. sid .. ':0', 't', 'c', 'session_id', sid,
       'rating_group', '0', 'account', account, 'protocol', f[16], 'service', 'voice', 'calling', f[4],
       'called', f[5], 'prefix', f[6], 'destination', f[7], 'start_time', f[8], 'duration', f[10],
       'billed_seconds', f[11], 'charge', f[12], 'currency', f[13], 'termination_cause', f[17],
-      'end_time', f[9], 'node', node, 'revision', '1', 'tariff', f[14], 'tariff_version', f[15])
+      'end_time', f[9], 'node', node, 'revision', '1', 'tariff', f[14], 'tariff_version', f[15]}
+    if f[18] ~= '' then
+      cdr[#cdr + 1] = 'rate_currency'; cdr[#cdr + 1] = f[18]; cdr[#cdr + 1] = 'fx_rate'; cdr[#cdr + 1] = f[19]
+    end
+    redis.call('XADD', unpack(cdr))
     redis.call('SADD', marks, key)
   end
   codes[i] = code
