@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench.common import cpu_seconds, format_table, row
-from ocs.rating.engine import CompiledTariff
+from ocs.rating.engine import CompiledTariff, Selection
+from ocs.rating.fx import converted_charge, fold_plan, parse_rate
 from ocs.rating.tariff import BandInterval, RateRow, Tariff
 
 
@@ -49,7 +50,21 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 target="200000/s"),
             row("rating.select (100k prefixes)", len(numbers), lookups, cpu_s=lookup_cpu,
                 prefixes=len(t.tariff.rows)),
-            row("rating.rate+grant_plan", len(rated), rating, lat)]
+            row("rating.rate+grant_plan", len(rated), rating, lat),
+            *(_converted(t, rated, text) for text in ("1.0832751", "1.083275123456"))]
+
+
+def _converted(t: CompiledTariff, rated: list[Selection], text: str) -> dict[str, Any]:
+    """What an account in another currency than its tariff's adds (docs/wholesale.md): the exact conversion of
+    the charge and the folded grant plan (a 12-decimal rate takes the 64-block table)."""
+    fx, lat = parse_rate(text), []
+    t0 = time.perf_counter()
+    for s in rated:
+        a = time.perf_counter()
+        converted_charge(t.rate(s, 187), fx)
+        fold_plan(t.grant_plan(s, 187, 300), fx)
+        lat.append(time.perf_counter() - a)
+    return row(f"rating.rate+grant_plan converted (FX {text})", len(rated), time.perf_counter() - t0, lat)
 
 
 if __name__ == "__main__":
