@@ -1,9 +1,9 @@
-"""Usage reports on a month of 10,000,000 CDRs (target: every report < 5 s).
+"""Usage reports on a month of 10,000,000 CDRs (target: every report < 5 s), and CDR exports.
 
-CDRs are made in PostgreSQL with generate_series, in statements of 250,000 rows, through the
-rollup triggers (so the fill also measures what the triggers cost per CDR): 10,000 accounts, 200
-destinations, 5 providers, 2 currencies, a reseller for a tenth of the accounts, 20 % refused
-attempts (duration 0).  Then each ``--by`` of ``ocsctl report usage`` is timed over the month, plus
+First what the rollup triggers cost the flusher (batches of 500 CDRs with and without them).  Then
+CDRs are bulk-loaded with generate_series (triggers off, then one ``report_rollup_rebuild()``):
+10,000 accounts, 200 destinations, 5 providers, 2 currencies, a reseller for a tenth of the
+accounts, 20 % refused attempts (duration 0).  Then each ``--by`` of ``ocsctl report usage`` is timed over the month, plus
 one account's report (read from the CDRs, not the rollups), and every report's totals are checked
 against an independent sum over the CDRs.
 """
@@ -11,9 +11,14 @@ against an independent sum over the CDRs.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,6 +26,7 @@ import asyncpg
 from bench.common import format_table, row
 from ocs.reports.usage_report import BY, TOTAL, Query, usage
 from ocs.store import migrate
+from ocs.store.usage_rows import write_batch
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 START, END = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
@@ -67,12 +73,17 @@ async def _run(records: int) -> list[dict[str, Any]]:
     try:
         conn = await asyncpg.connect(ADMIN.rsplit("/", 1)[0] + "/" + db)
         await migrate.migrate(conn)
+        out.append(await _trigger_cost(conn))
+        await conn.execute("ALTER TABLE cdrs DISABLE TRIGGER cdrs_rollup_insert")  # a bulk load, then one rebuild
         t0 = time.perf_counter()
         for lo in range(0, records, CHUNK):
             await conn.execute(_FILL, lo, min(records, lo + CHUNK) - 1)
-        fill = time.perf_counter() - t0
+        out.append(row(f"bulk load {records:,} CDRs (triggers off)", records, time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        await conn.execute("SELECT report_rollup_rebuild()")
+        out.append(row("report_rollup_rebuild() over them", records, time.perf_counter() - t0))
+        await conn.execute("ALTER TABLE cdrs ENABLE TRIGGER cdrs_rollup_insert")
         await conn.execute("ANALYZE")
-        out.append(row(f"fill {records:,} CDRs through the rollup triggers", records, fill))
         for by in BY:
             q = Query(START, END, by)
             t0 = time.perf_counter()
@@ -87,9 +98,58 @@ async def _run(records: int) -> list[dict[str, Any]]:
                        target="< 5 s", groups=len(lines)))
         await _check(conn, q, lines)
         await conn.close()
+        out.extend(_exports(ADMIN.rsplit("/", 1)[0] + "/" + db, records))
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         await admin.close()
+    return out
+
+
+async def _trigger_cost(conn: asyncpg.Connection) -> dict[str, Any]:
+    """What the rollup triggers cost the flusher: batches of 500 CDRs of one hour (distinct accounts, as
+    the flush writes them), through usage_rows.write_batch, with and without the triggers."""
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+    def batch(b: int) -> list[tuple[str, str, dict[str, str]]]:
+        return [("s", f"{b}-{i}", {"t": "c", "record_id": f"cdr:t{b}x{i}:0", "session_id": f"t{b}x{i}",
+                                   "rating_group": "0", "account": f"a{(b * 500 + i) % 10000}", "service": "voice",
+                                   "called": "4930", "destination": f"Destination {i % 200}", "provider": "p1",
+                                   "start_time": now.isoformat(), "duration": "60", "billed_seconds": "60",
+                                   "charge": "1000", "cost": "500", "cost_currency": "EUR", "currency": "EUR",
+                                   "revision": "1"}) for i in range(500)]
+
+    timings = {}
+    for label, on in (("off", False), ("on", True)):
+        await conn.execute(f"ALTER TABLE cdrs {'ENABLE' if on else 'DISABLE'} TRIGGER cdrs_rollup_insert")
+        t0 = time.perf_counter()
+        for b in range(40):
+            await write_batch(conn, batch(b + (100 if on else 0)))
+        timings[label] = time.perf_counter() - t0
+    await conn.execute("TRUNCATE cdrs; TRUNCATE report_rollup")
+    n = 40 * 500
+    return row("flush CDR batches with rollup triggers (500/batch)", n, timings["on"],
+               without_triggers_per_s=round(n / timings["off"]), with_triggers_per_s=round(n / timings["on"]))
+
+
+def _exports(dsn: str, records: int) -> list[dict[str, Any]]:
+    """``ocsctl cdr export`` of a tenth of the month (a million CDRs at full size) per format: time, peak RSS."""
+    days = 3  # of 30: a tenth of the records
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "ocs.toml"
+        cfg.write_text(f'[postgres]\ndsn = "{dsn}"\n')
+        ocsctl = str(Path(sys.executable).parent / "ocsctl")
+        for fmt in ("csv", "xml", "xlsx"):
+            target = Path(tmp) / f"cdrs.{fmt}"
+            t0 = time.perf_counter()
+            proc = subprocess.Popen([ocsctl, "--config", str(cfg), "cdr", "export", "--format", fmt, "--from",
+                                     "2026-11-01", "--to", f"2026-11-{1 + days:02d}", "-o", str(target)])
+            _pid, status, usage_ = os.wait4(proc.pid, 0)
+            seconds = time.perf_counter() - t0
+            assert status == 0, f"cdr export --format {fmt} failed"
+            n = records * days // 30
+            out.append(row(f"cdr export --format {fmt}, ~{n:,} CDRs", n, seconds, peak_rss_mb=round(
+                usage_.ru_maxrss / 1024, 1), file_mb=round(target.stat().st_size / 2**20, 1)))
     return out
 
 

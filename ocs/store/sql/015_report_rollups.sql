@@ -79,13 +79,17 @@ CREATE TRIGGER cdrs_rollup_update AFTER UPDATE ON cdrs REFERENCING OLD TABLE AS 
 CREATE TRIGGER cdrs_rollup_delete AFTER DELETE ON cdrs REFERENCING OLD TABLE AS old_cdrs
     FOR EACH STATEMENT EXECUTE FUNCTION report_rollup_deleted();
 
--- CDRs written before this migration, one day at a time (bounded memory on a big table).
-DO $$
+-- Rebuild every rollup from the CDRs, one UTC day at a time (bounded memory on a big table): for the
+-- CDRs written before this migration, and after a bulk load made with the triggers disabled.
+CREATE FUNCTION report_rollup_rebuild() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     d timestamptz;
 BEGIN
+    DELETE FROM report_rollup;
     FOR d IN SELECT DISTINCT date_trunc('day', start_time, 'UTC') FROM cdrs ORDER BY 1 LOOP
         PERFORM report_rollup_merge(ARRAY(SELECT c FROM cdrs c WHERE start_time >= d
                                           AND start_time < d + interval '1 day'), 1);
     END LOOP;
 END $$;
+
+SELECT report_rollup_rebuild();
