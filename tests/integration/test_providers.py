@@ -172,6 +172,9 @@ async def test_routes_longest_prefix_ordered_and_lcr(ctl: Ctl, pg: asyncpg.Conne
     assert (await ctl.json("route", "rate", "4930", "--at", off_peak))["provider"] == "B"
     assert (await ctl.json("route", "rate", "4930", "--at", "2026-11-23T10:00:00+00:00"))["provider"] == "A"
     assert (await ctl.json("provider", "show", "A"))["routes"] == ["49", "4915"]
+    assert "4915             B A  (lcr)" in (await ctl("route", "list"))[0]
+    assert "A                    EUR v1       2 rates     2 routes" in (await ctl("provider", "list"))[0]
+    assert "routes: 49 4915" in (await ctl("provider", "show", "A"))[0]
     await ctl("route", "delete", "4915")
     assert (await ctl.json("route", "rate", "4915123", "--at", off_peak))["route"] == "49"
 
@@ -270,3 +273,24 @@ async def test_dead_letter_retry_prices_the_cdr(ctl: Ctl, flusher: Flusher, redi
     old_id = await pg.fetchval("SELECT id FROM usage_dead_letters WHERE record_id = 'c:old'")
     await ctl("usage", "retry", str(old_id))
     assert await _cost(pg, "c:old") == ("A", 10_000, "EUR")
+
+
+async def test_postgres_lost_while_loading_routes_writes_nothing_without_cost(
+        ctl: Ctl, flusher: Flusher, redis_client: aioredis.Redis, pg: asyncpg.Connection,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lost connection is not a broken configuration: the flush backs off and the CDR waits for its cost."""
+    await _two_providers(ctl)
+    await ctl("route", "set", "49", "A")
+    real = cost_cache.load_book
+
+    async def lost(conn: object) -> None:
+        raise ConnectionResetError("postgres went away")
+
+    monkeypatch.setattr(cost_cache, "load_book", lost)
+    await redis_client.xadd(flusher.keys.usage(4), _cdr("c:wait", "4930"))  # type: ignore[arg-type]
+    with pytest.raises(ConnectionResetError):
+        await flusher.flush_once()
+    assert await pg.fetchval("SELECT count(*) FROM cdrs") == 0
+    monkeypatch.setattr(cost_cache, "load_book", real)
+    await flusher.flush_all()  # the pending entry is read again, now priced
+    assert await _cost(pg, "c:wait") == ("A", 10_000, "EUR")
