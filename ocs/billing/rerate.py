@@ -49,7 +49,10 @@ _WHERE = (" FROM cdrs c LEFT JOIN accounts a ON a.id = c.account"
           f" AND ($4::text IS NULL OR {_TARIFF} = $4)")
 # old: what the customer paid for the record so far: its charge, plus the adjustments already posted
 # when a later CDR revision brought the charge back to the core's price (rerated_from then empty).
-_READ = (f"SELECT c.record_id, c.account, {_TARIFF}, c.service, c.called, c.start_time, c.duration,"
+# the units charged in money: a bundle's included seconds (010_bundles.sql) were never charged, so they
+# are not re-rated either (the core rates the rest as one call: docs/wholesale.md "Bundles")
+_READ = (f"SELECT c.record_id, c.account, {_TARIFF}, c.service, c.called, c.start_time,"
+         " c.duration - c.included_seconds,"
          " c.charge + CASE WHEN c.rerated_from IS NULL THEN c.rerate_adjusted ELSE 0 END, c.revision, c.charge,"
          " btrim(c.currency), c.rate_currency, c.fx_rate, a.id IS NULL" + _WHERE)
 _TMP_COLS = ["record_id", "account", "revision", "charge", "old", "new"]
@@ -102,7 +105,6 @@ class Result:
         for a in self.accounts.values():
             out[a.currency] = out.get(a.currency, 0) + a.difference
         return dict(sorted(out.items()))
-
 
 
 Progress = Callable[[int, int], None]
