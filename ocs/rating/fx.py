@@ -220,18 +220,19 @@ def fold_plan(plan: GrantPlan, rate: Fraction) -> GrantPlan | None:
     fee, base = divmod(exact * n, per)
     segments: list[tuple[int, int, int]] = []
     s, blocks = base, 0
+    limit = MAX_EXACT - per  # headroom: the Lua rhu's q * per may pass the numerator by up to one per
     for units, r, seg_count in plan.segments:
         count = min(seg_count, plan.max_blocks - blocks)
         if count <= 0:
             break
         step = units * r * n
-        fit = count if step == 0 else min(count, (MAX_EXACT - s) // step)
+        fit = count if step == 0 else max(0, min(count, (limit - s) // step))
         if fit > 0:
             segments.append((units, r * n, fit))
             s, blocks = s + fit * step, blocks + fit
         if fit < count:
             break
-    fits = blocks > 0 and 2 * per <= MAX_EXACT and fee <= MAX_EXACT
+    fits = blocks > 0 and base <= limit and 2 * per <= MAX_EXACT and fee <= MAX_EXACT
     if fits and blocks >= min(TABLE_BLOCKS, plan.max_blocks):
         return GrantPlan(plan.position, base, charged, fee, per, tuple(segments), blocks)
     table = _table_plan(plan, rate, exact, charged)  # capped below the table's reach: the table grants more
@@ -252,7 +253,7 @@ def _table_plan(plan: GrantPlan, rate: Fraction, exact: int, charged: int) -> Gr
         exact += u * r
         hold = convert_num(exact, plan.per, rate) - charged
         step = (hold - prev) * big_l
-        if s + step > MAX_EXACT or 2 * big_l > MAX_EXACT:
+        if s + step + big_l > MAX_EXACT or 2 * big_l > MAX_EXACT:
             break
         if segments and segments[-1][:2] == (u, step // u):
             segments[-1] = (u, step // u, segments[-1][2] + 1)

@@ -123,3 +123,29 @@ async def test_rate_fixed_at_start_events_and_refusals(redis_client: aioredis.Re
     assert (await account_state(redis_client, core.keys, "u"))[0] == 10_000_000 - 3 * 93_162
     assert format_rate(Fraction("1.0832751")) == "1.0832751"
     await core.close()
+
+
+async def test_lua_exact_at_the_edge_of_2_53(redis_client: aioredis.Redis, key_prefix: str) -> None:
+    """A fold capped just below 2^53 (1 s blocks, a 7-decimal rate): the script's hold is still the exact
+    converted price, and the next grant continues where the capped one ended."""
+    src = MemoryTariffSource()
+    t = Tariff("t", 1, "EUR", "UTC", (RateRow("49", "DE", 400_000, 0, 1, 1),))
+    src.add(t)
+    core = await _core(redis_client, key_prefix, src, [("EUR", "USD", T0 - timedelta(days=1), "0.9174311")])
+    compiled, rate = CompiledTariff(t), Fraction("0.9174311")
+    sel = compiled.select("4930", T0)
+    assert sel is not None
+    plan = fold_plan(compiled.grant_plan(sel, 0, 3600), rate)
+    assert plan is not None and 1 < plan.max_blocks < 3600  # capped by exactness, not by the request
+    assert plan.base_num + sum(u * r * c for u, r, c in plan.segments) > 2**52
+    await _usd(redis_client, core, "edge", 10**12)
+    out = await core.initiate(_req("edge", 0, cap=3600))
+    assert out.granted_units == plan.max_blocks
+    assert out.reserved == converted_charge(compiled.rate(sel, plan.max_blocks), rate)
+    out = await core.update(_req("edge", 1, out.granted_units, 3600))
+    assert out.status is Status.GRANTED and out.granted_units > 0
+    await core.terminate(_req("edge", 2, 0))
+    used = plan.max_blocks
+    assert (await account_state(redis_client, core.keys, "edge"))[0] == 10**12 - converted_charge(
+        compiled.rate(sel, used), rate)
+    await core.close()
