@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ocs.api.deps import Page, Services, allow, own_account, page, reseller_of, services
 from ocs.api.problems import Problem, responses
 from ocs.api.tokens import Principal
-from ocs.billing import account_status, customers, ledger
+from ocs.billing import account_status, customers, ledger, resellers
 from ocs.control.dispatch import Dispatched
 
 router = APIRouter(prefix="/accounts", tags=["accounts"], responses=responses(401, 403, 422))
@@ -49,7 +49,8 @@ class AccountIn(Profile):
     tariff: str = Field(min_length=1, max_length=128)
     postpaid: bool = False
     aliases: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list, max_length=100)
-    reseller: str | None = Field(None, max_length=128, description="ignored for a reseller token (its own)")
+    reseller: str | None = Field(None, max_length=128, description="the reseller of a subscriber (fixed; a"
+                                 " reseller token always creates its own)")
 
 
 class AccountPatch(Profile):
@@ -96,9 +97,13 @@ async def list_accounts(who: Annotated[Principal, Depends(allow("accounts:read")
 async def create_account(body: AccountIn, who: Annotated[Principal, Depends(allow("accounts:write"))],
                          svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
     new = customers.NewAccount(body.id, body.currency, body.tariff, body.postpaid, tuple(body.aliases),
-                               body.parsed(), reseller_of(who) or body.reseller)
+                               body.parsed())
+    reseller = reseller_of(who) or body.reseller
     async with svc.pool.acquire() as conn:
-        await customers.create(conn, new)
+        if reseller is not None:  # fixed at create: the subscriber's keys live on its reseller's shard
+            await resellers.create_subscriber(conn, new, reseller)
+        else:
+            await customers.create(conn, new)
         await customers.sync(conn, svc.redis, svc.keys, body.id)
     return await _document(svc, body.id)
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from ocs.billing import resellers
 from ocs.billing.errors import Invalid, Refused
 from ocs.store.provision import Conn
 
@@ -59,6 +60,8 @@ async def create(conn: Conn, name: str, role: str, reseller: str | None = None,
         raise Invalid("role", f"one of {', '.join(ROLES)}: {role!r}")
     if (role == "reseller") != bool(reseller):
         raise Invalid("reseller", "needed with --role reseller, and only with it")
+    if reseller and not await resellers.is_reseller(conn, reseller):
+        raise Invalid("reseller", f"unknown reseller {reseller!r}")
     if expires_at is not None and expires_at <= datetime.now(UTC):
         raise Invalid("expires", f"in the past: {expires_at.isoformat()}")
     token = new_token()

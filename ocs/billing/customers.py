@@ -134,7 +134,6 @@ class NewAccount:
     postpaid: bool = False
     aliases: tuple[str, ...] = ()
     profile: Profile = field(default_factory=Profile)
-    reseller: str | None = None  # the reseller the account belongs to (an API reseller token sets its own)
 
 
 def alias_kind(value: str) -> str:
@@ -201,8 +200,6 @@ async def create(conn: Conn, new: NewAccount) -> None:
                                      new.profile.credit_limit or 0, new.profile.password or None)
         except asyncpg.UniqueViolationError:
             raise Refused(f"account {new.id!r} already exists") from None
-        if new.reseller is not None:
-            await conn.execute("UPDATE accounts SET reseller = $2 WHERE id = $1", new.id, new.reseller)
         row = await accounts_db.get(conn, new.id)
         assert row is not None
         await _write(conn, row, Profile(**{**new.profile.given(), "tariff": None, "password": None}))

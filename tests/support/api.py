@@ -20,7 +20,7 @@ from ocs import config
 from ocs.api import tokens
 from ocs.api.app import guarded
 from ocs.api.deps import Services
-from ocs.billing import customers
+from ocs.billing import customers, resellers
 from ocs.rating.tariff import RateRow
 from ocs.store import tariffs
 from ocs.store.keys import Keys
@@ -48,7 +48,11 @@ class Api:
         await tariffs.import_version(self.pg, name, currency, "UTC", rows, [])
 
     async def account(self, account_id: str, reseller: str | None = None, tariff: str = "t1") -> None:
-        await customers.create(self.pg, customers.NewAccount(account_id, "EUR", tariff, reseller=reseller))
+        new = customers.NewAccount(account_id, "EUR", tariff)
+        if reseller is None:
+            await customers.create(self.pg, new)
+        else:
+            await resellers.create_subscriber(self.pg, new, reseller)
         await customers.sync(self.pg, self.svc.redis, self.svc.keys, account_id)
 
 
@@ -62,10 +66,13 @@ async def api(pg: asyncpg.Connection, pg_dsn: str, redis_client: aioredis.Redis,
     transport = httpx.ASGITransport(app=guarded(svc))
     async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
         made = Api(client, pg, svc)
+        await made.tariff("wholesale")
+        for reseller in ("r1", "r2"):  # the resellers the reseller tokens are confined to
+            await resellers.create(pg, redis_client, svc.keys, reseller, "EUR", "wholesale", 0)
         for name, reseller in ROLES.items():
             made.tokens[name] = await tokens.create(pg, name, "reseller" if reseller else name, reseller)
         try:
             yield made
         finally:
             await pool.close()
-            await pg.execute("TRUNCATE api_tokens, api_audit, products, subscriptions, fees CASCADE")
+            await pg.execute("TRUNCATE api_tokens, api_audit, products, subscriptions, fees, resellers CASCADE")
