@@ -20,6 +20,7 @@ redis_up || have redis-server || need_pkgs+=(redis-server)
 pg_up || have pg_ctlcluster || need_pkgs+=(postgresql)
 have pdftotext || need_pkgs+=(poppler-utils)   # tests read the invoice PDFs back
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_pkgs+=(fonts-dejavu-core)   # invoice PDFs
+have chromium || need_pkgs+=(chromium)   # the web pages are tested in headless Chromium (Playwright drives it)
 if [ "${OCS_WITH_INTEROP:-0}" = "1" ]; then
   have radclient || need_pkgs+=(freeradius-utils)
   have erlc || need_pkgs+=(erlang-base erlang-dev)

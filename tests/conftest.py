@@ -81,6 +81,7 @@ async def pg(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.execute("TRUNCATE api_tokens, api_audit")  # 014_api.sql
         await conn.execute("TRUNCATE providers, routes")  # 009_providers.sql
         await conn.execute("TRUNCATE cdr_imports, cdr_import_keys")  # 013_cdr_imports.sql
+        await conn.execute("TRUNCATE report_rollup")  # 015_report_rollups.sql (TRUNCATE cdrs fires no trigger)
         await conn.close()
 
 
