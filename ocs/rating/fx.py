@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
-from math import lcm
+from math import gcd, lcm
 
 from ocs.rating.engine import GrantPlan, Rating
 from ocs.rating.tariff import PER_UNITS
@@ -204,8 +204,8 @@ def fold_plan(plan: GrantPlan, rate: Fraction) -> GrantPlan | None:
     converted hold is ``rhu((F + S_k) * n, per * d) - charged'`` with ``F = fee * per + base`` and
     ``charged'`` the converted charge so far; writing ``F * n = q * per * d + r`` it is exactly
     ``q + rhu(r + S_k * n, per * d) - charged'``: fee ``q``, base ``r``, per ``per * d``, every
-    block's rate times ``n``.  So the Lua needs no change, and ``base`` stays below ``per * d``
-    however long the session already is.
+    block's rate times ``n`` (all divided by their common factor).  So the Lua needs no change, and
+    ``base`` stays below ``per * d`` however long the session already is.
 
     Lua numbers are exact below 2^53 only: the grant is capped at the blocks whose numbers stay
     below (a shorter grant, the next one continues).  When fewer than :data:`TABLE_BLOCKS` blocks
@@ -214,10 +214,13 @@ def fold_plan(plan: GrantPlan, rate: Fraction) -> GrantPlan | None:
     held exactly (the caller refuses, like a charge beyond 2^53).
     """
     n, d = rate.numerator, rate.denominator
-    per = plan.per * d
     exact = plan.fee * plan.per + plan.base_num
     charged = convert_num(exact, plan.per, rate) if plan.position else 0
-    fee, base = divmod(exact * n, per)
+    # a factor common to every numerator and the denominator changes no rounding: divided out, the
+    # numbers stay smaller and more blocks fold (per 60 and rates in whole micro-units share 60 often)
+    g = gcd(exact * n, plan.per * d, *(r * n for _u, r, _c in plan.segments))
+    per = plan.per * d // g
+    fee, base = divmod(exact * n // g, per)
     segments: list[tuple[int, int, int]] = []
     s, blocks = base, 0
     limit = MAX_EXACT - per  # headroom: the Lua rhu's q * per may pass the numerator by up to one per
@@ -225,10 +228,10 @@ def fold_plan(plan: GrantPlan, rate: Fraction) -> GrantPlan | None:
         count = min(seg_count, plan.max_blocks - blocks)
         if count <= 0:
             break
-        step = units * r * n
+        step = units * (r * n // g)
         fit = count if step == 0 else max(0, min(count, (limit - s) // step))
         if fit > 0:
-            segments.append((units, r * n, fit))
+            segments.append((units, r * n // g, fit))
             s, blocks = s + fit * step, blocks + fit
         if fit < count:
             break

@@ -129,7 +129,7 @@ async def test_lua_exact_at_the_edge_of_2_53(redis_client: aioredis.Redis, key_p
     """A fold capped just below 2^53 (1 s blocks, a 7-decimal rate): the script's hold is still the exact
     converted price, and the next grant continues where the capped one ended."""
     src = MemoryTariffSource()
-    t = Tariff("t", 1, "EUR", "UTC", (RateRow("49", "DE", 400_000, 0, 1, 1),))
+    t = Tariff("t", 1, "EUR", "UTC", (RateRow("49", "DE", 400_001, 0, 1, 1),))  # no factor shared with 60 * 10^7
     src.add(t)
     core = await _core(redis_client, key_prefix, src, [("EUR", "USD", T0 - timedelta(days=1), "0.9174311")])
     compiled, rate = CompiledTariff(t), Fraction("0.9174311")
