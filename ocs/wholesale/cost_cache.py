@@ -30,7 +30,7 @@ from ocs.store.keys import Keys
 from ocs.store.pipeline import AutoPipeline
 from ocs.store.replies import text
 from ocs.wholesale import routes as route_store
-from ocs.wholesale.cost import CostBook, sheet_name
+from ocs.wholesale.cost import PROVIDER_TARIFF_PREFIX, CostBook, sheet_name
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 CHECK_SECONDS = 2.0
@@ -40,17 +40,28 @@ CONNECTION_LOST = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.Postgr
 log = structlog.get_logger("ocs.wholesale")
 
 
-async def load_book(conn: Conn) -> CostBook:
+async def load_book(conn: Conn, previous: CostBook | None = None) -> CostBook:
     """Routes, every provider's current sheet (compiled) and the FX table, as one immutable book.
 
     For ``ocsctl``, CDR file import and re-rating as for the flusher: one function, one answer.
+    A sheet whose current version ``previous`` already holds is reused, not read and compiled again
+    (every retail ``tariff import`` and ``fx set`` also signals a reload).
     """
     routes = await route_store.load(conn)
     sheets: dict[str, CompiledTariff] = {}
-    for row in await conn.fetch("SELECT name FROM providers ORDER BY name"):
-        sheet = await tariffs.load_tariff(conn, sheet_name(row["name"]))
+    rows = await conn.fetch("SELECT p.name, t.current_version FROM providers p"
+                            " LEFT JOIN tariffs t ON t.name = $1 || p.name ORDER BY p.name", PROVIDER_TARIFF_PREFIX)
+    for row in rows:
+        name, version = row["name"], row["current_version"]
+        if version is None:
+            continue  # no rate sheet yet
+        known = previous.sheets.get(name) if previous is not None else None
+        if known is not None and known.tariff.version == version:
+            sheets[name] = known
+            continue
+        sheet = await tariffs.load_tariff(conn, sheet_name(name), version)
         if sheet is not None:
-            sheets[row["name"]] = CompiledTariff(sheet)
+            sheets[name] = CompiledTariff(sheet)
     return CostBook(routes, sheets, await load_fx_table(conn))
 
 
@@ -107,7 +118,7 @@ class CostCache:
     async def _reload(self, gen: str, now: float) -> None:
         try:
             async with self.pool.acquire() as conn:
-                book = await load_book(conn)
+                book = await load_book(conn, self.current)
         except CONNECTION_LOST:
             raise  # the flusher backs off; nothing is written without its cost
         except Exception as exc:  # any broken configuration: flush on without it

@@ -214,12 +214,16 @@ async def test_flusher_prices_every_cdr(ctl: Ctl, core: Charging, flusher: Flush
     margin = await pg.fetchval("SELECT charge - cost FROM cdrs WHERE record_id = 'cdr:call1:0'")
     assert margin == 86_000 - 20_000
     # a route change reaches the flusher through the generation counter
+    assert flusher.costs.current is not None
+    sheet_b = flusher.costs.current.sheets["B"]
     await ctl("route", "set", "33", "A")
     await ctl("provider", "rates", "A", ctl.file("a3.csv", SHEET_A + "33,France,0.03,1,1\n"))
     flusher.costs.invalidate()
     await redis_client.xadd(stream, _cdr("c:fr", "3312345", duration="10"))  # type: ignore[arg-type]
     await flusher.flush_all()
     assert await _cost(pg, "c:fr") == ("A", 5_000, "EUR")
+    assert flusher.costs.current is not None and flusher.costs.current.sheets["B"] is sheet_b  # not reloaded
+    assert flusher.costs.current.sheets["A"].tariff.version == 2
 
 
 async def test_broken_configuration_never_stops_the_flush(ctl: Ctl, flusher: Flusher, redis_client: aioredis.Redis,
@@ -234,7 +238,7 @@ async def test_broken_configuration_never_stops_the_flush(ctl: Ctl, flusher: Flu
     assert await _cost(pg, "c:1") == ("A", 10_000, "EUR")
     assert await _cost(pg, "c:odd") == ("", None, "")  # cannot be priced: written without cost
 
-    async def broken(conn: object) -> None:
+    async def broken(*args: object) -> None:
         raise ValueError("a sheet that cannot be compiled")
 
     monkeypatch.setattr(cost_cache, "load_book", broken)
@@ -283,7 +287,7 @@ async def test_postgres_lost_while_loading_routes_writes_nothing_without_cost(
     await ctl("route", "set", "49", "A")
     real = cost_cache.load_book
 
-    async def lost(conn: object) -> None:
+    async def lost(*args: object) -> None:
         raise ConnectionResetError("postgres went away")
 
     monkeypatch.setattr(cost_cache, "load_book", lost)
