@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ocs.billing.errors import Invalid, Refused
@@ -28,6 +31,10 @@ SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-fo
          409: "conflict", 413: "too-large", 422: "invalid", 500: "internal", 502: "bad-gateway",
          503: "unavailable", 504: "timeout"}
 log = structlog.get_logger("ocs.api")
+# PostgreSQL or Redis unreachable (not a query the database refused: that is a bug, 500)
+STORE_AWAY: tuple[type[Exception], ...] = (OSError, TimeoutError, asyncpg.InterfaceError,
+                                           asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
+                                           RedisConnectionError, RedisTimeoutError)
 
 
 class Problem(Exception):
@@ -101,6 +108,12 @@ async def _refused(request: Request, exc: Exception) -> JSONResponse:
     return await _problem(request, from_service(exc))
 
 
+async def _store_away(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("api_store_unavailable", path=request.url.path, error=repr(exc))
+    return response(503, f"a store is unavailable ({type(exc).__name__}); retry", request.url.path,
+                    headers={"Retry-After": "2"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("api_error", path=request.url.path, method=request.method, error=repr(exc))
     return response(500, "internal error; see the ocsd log", request.url.path)
@@ -111,6 +124,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _problem)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(Refused, _refused)
+    for away in STORE_AWAY:
+        app.add_exception_handler(away, _store_away)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -254,3 +254,9 @@ async def test_concurrency_cap_answers_503(api: Api) -> None:
     finally:
         guard.inflight = 0
     assert r.status_code == 503 and r.headers["retry-after"] == "1" and r.headers["content-type"] == PROBLEM
+
+
+async def test_a_store_away_is_503_not_500(api: Api) -> None:
+    await api.svc.pool.close()  # PostgreSQL gone for the API
+    r = await api.call("GET", "/accounts")
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM and r.headers["retry-after"] == "2"
