@@ -81,7 +81,7 @@ def _at(raw: str | None) -> datetime:
 
 
 async def _bump(ctx: Context) -> None:
-    await (await ctx.redis()).incr(ctx.keys.providers_gen())
+    await cost_cache.signal_change(await ctx.redis(), ctx.keys)
 
 
 def _read(path: str) -> bytes:

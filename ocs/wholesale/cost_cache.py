@@ -20,6 +20,7 @@ import time
 import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ocs.model import StoreUnavailable
@@ -74,6 +75,11 @@ async def load_book_or_none(conn: Conn) -> CostBook | None:
     except Exception as exc:  # a broken route/provider config must not block a write
         log.error("cost_book_unloadable", error=repr(exc))
         return None
+
+
+async def signal_change(redis: Redis, keys: Keys) -> None:
+    """Tell every flusher to reload its book (after a provider or route change is committed)."""
+    await redis.incr(keys.providers_gen())
 
 
 def gen_keys(keys: Keys) -> list[str]:
