@@ -46,21 +46,26 @@ for i = 1, #recs do
     end
   end
   if code == 'O' then
-    local account, sid, charge = ids[n], f[3], tonumber(f[12])
-    local bal = redis.call('HINCRBY', acct, 'bal', 0 - charge)
+    local account, sid = ids[n], f[3]
+    local bal = redis.call('HINCRBY', acct, 'bal', 0 - tonumber(f[12]))
+    -- rating_group and request_number are left out: 0, the flusher's default for them
     redis.call('XADD', stream, '*', 'record_id', sid, 't', 'u', 'account_id', account, 'session_id', sid,
-      'rating_group', '0', 'request_number', '0', 'kind', 'import', 'protocol', f[16], 'service', 'voice',
-      'units', f[10], 'used_total', f[10], 'amount', f[12], 'charged_total', f[12], 'balance_after', int(bal),
-      'currency', f[13], 'event_time', f[9], 'node', node)
-    local cdr = {stream, '*', 'record_id', 'cdr:' .. sid .. ':0', 't', 'c', 'session_id', sid,
-      'rating_group', '0', 'account', account, 'protocol', f[16], 'service', 'voice', 'calling', f[4],
-      'called', f[5], 'prefix', f[6], 'destination', f[7], 'start_time', f[8], 'duration', f[10],
-      'billed_seconds', f[11], 'charge', f[12], 'currency', f[13], 'termination_cause', f[17],
-      'end_time', f[9], 'node', node, 'revision', '1', 'tariff', f[14], 'tariff_version', f[15]}
-    if f[18] ~= '' then
-      cdr[#cdr + 1] = 'rate_currency'; cdr[#cdr + 1] = f[18]; cdr[#cdr + 1] = 'fx_rate'; cdr[#cdr + 1] = f[19]
+      'kind', 'import', 'protocol', f[16], 'service', 'voice', 'units', f[10], 'used_total', f[10],
+      'amount', f[12], 'charged_total', f[12], 'balance_after', int(bal), 'currency', f[13],
+      'event_time', f[9], 'node', node)
+    if f[18] == '' then  -- the plain path: one call, no table built
+      redis.call('XADD', stream, '*', 'record_id', 'cdr:' .. sid .. ':0', 't', 'c', 'session_id', sid,
+        'account', account, 'protocol', f[16], 'service', 'voice', 'calling', f[4], 'called', f[5],
+        'prefix', f[6], 'destination', f[7], 'start_time', f[8], 'duration', f[10], 'billed_seconds', f[11],
+        'charge', f[12], 'currency', f[13], 'termination_cause', f[17], 'end_time', f[9], 'node', node,
+        'revision', '1', 'tariff', f[14], 'tariff_version', f[15])
+    else  -- FX: the rate and the tariff's currency too
+      redis.call('XADD', stream, '*', 'record_id', 'cdr:' .. sid .. ':0', 't', 'c', 'session_id', sid,
+        'account', account, 'protocol', f[16], 'service', 'voice', 'calling', f[4], 'called', f[5],
+        'prefix', f[6], 'destination', f[7], 'start_time', f[8], 'duration', f[10], 'billed_seconds', f[11],
+        'charge', f[12], 'currency', f[13], 'termination_cause', f[17], 'end_time', f[9], 'node', node,
+        'revision', '1', 'tariff', f[14], 'tariff_version', f[15], 'rate_currency', f[18], 'fx_rate', f[19])
     end
-    redis.call('XADD', unpack(cdr))
     redis.call('SADD', marks, key)
   end
   codes[i] = code
