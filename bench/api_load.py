@@ -1,8 +1,8 @@
 """The REST API under load beside the charging path (docs/api.md, docs/performance.md).
 
 One ocsd with the API on: Diameter CCRs paced at RATE/s (bench/diameter.py's open loop) alone,
-then again while another process hammers the API with heavy reads (pages of 1,000 accounts and of
-1,000 CDRs, 8 clients, as fast as answered).  The rows say what the API costs the charging path
+then again while another process reads heavy pages from the API (1,000 accounts or 1,000 CDRs
+each): at 10 pages a second, and with 8 clients as fast as answered.  The rows say what the API costs the charging path
 (CCR p50/p99 with and without it) and what the API itself serves meanwhile.
 """
 
@@ -22,6 +22,7 @@ from bench.diameter import _load, _paced
 from tests.support.daemon import Daemon, _pg, free_port, provision_demo
 
 API_CLIENTS = 8
+PAGES_PER_SECOND = 10  # a busy dashboard or billing integration
 RATE = 500  # CCR/s offered: well under the node's capacity, so a change in latency is the API's doing
 HEAVY = ("/accounts?limit=1000", "/cdrs?limit=1000")
 
@@ -38,28 +39,52 @@ def _seed(d: Daemon, accounts: int, cdrs: int) -> None:
     """)
 
 
-def _hammer(base: str, token: str, seconds: float, out: Any) -> None:
-    """In its own process: API_CLIENTS clients reading HEAVY pages in turn until ``seconds`` pass."""
+def _hammer(base: str, token: str, seconds: float, rate: float | None, out: Any) -> None:
+    """In its own process: API_CLIENTS clients reading HEAVY pages in turn until ``seconds`` pass,
+    flat out (``rate`` None) or ``rate`` pages a second in all."""
 
     async def main() -> tuple[int, list[float], dict[int, int]]:
         lat: list[float] = []
         codes: dict[int, int] = {}
-        stop = time.perf_counter() + seconds
+        t0 = time.perf_counter()
+        stop = t0 + seconds
         async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"},
                                      timeout=30, limits=httpx.Limits(max_connections=API_CLIENTS)) as api:
             async def client(i: int) -> None:
                 n = i
-                while time.perf_counter() < stop:
+                while (now := time.perf_counter()) < stop:
+                    if rate is not None:  # client i's n-th request is due at (n / clients) / rate
+                        due = t0 + n / rate
+                        if due > now:
+                            await asyncio.sleep(due - now)
                     a = time.perf_counter()
                     r = await api.get(HEAVY[n % len(HEAVY)])
                     lat.append(time.perf_counter() - a)
                     codes[r.status_code] = codes.get(r.status_code, 0) + 1
-                    n += 1
+                    n += API_CLIENTS
 
             await asyncio.gather(*(client(i) for i in range(API_CLIENTS)))
         return len(lat), lat, codes
 
     out.put(asyncio.run(main()))
+
+
+def _under_load(d: Daemon, port: int, token: str, seconds: int, rate: float | None) -> list[dict[str, Any]]:
+    assert d.proc is not None
+    ctx = multiprocessing.get_context("fork")
+    queue: Any = ctx.Queue()
+    proc = ctx.Process(target=_hammer, args=(f"http://127.0.0.1:{port}/api/v1", token, seconds + 1, rate, queue))
+    cpu0 = proc_cpu_seconds(d.proc.pid)
+    proc.start()
+    time.sleep(0.5)  # the API busy before the calls start
+    n, elapsed, lat = asyncio.run(_paced(d.ports["diameter"], RATE, seconds))
+    what = f"{rate:g} pages/s" if rate else f"{API_CLIENTS} clients flat out"
+    rows = [row(f"diameter CCR paced at {RATE}/s, API {what}", n, elapsed, lat,
+                ocsd_cpu_s=round(proc_cpu_seconds(d.proc.pid) - cpu0, 1))]
+    api_n, api_lat, codes = queue.get(timeout=120)
+    proc.join(30)
+    rows.append(row(f"  API GET 1,000-row pages ({what})", api_n, seconds + 1, api_lat, statuses=codes))
+    return rows
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
@@ -80,19 +105,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             asyncio.run(_load(d.ports["diameter"], 10, 1))  # warm-up
             n, elapsed, lat = asyncio.run(_paced(d.ports["diameter"], RATE, seconds))
             rows.append(row(f"diameter CCR paced at {RATE}/s, API idle", n, elapsed, lat))
-            queue: Any = multiprocessing.get_context("fork").Queue()
-            proc = multiprocessing.get_context("fork").Process(
-                target=_hammer, args=(f"http://127.0.0.1:{port}/api/v1", token, seconds + 1, queue))
-            cpu0 = proc_cpu_seconds(d.proc.pid)
-            proc.start()
-            time.sleep(0.5)  # the API busy before the calls start
-            n, elapsed, lat = asyncio.run(_paced(d.ports["diameter"], RATE, seconds))
-            rows.append(row(f"diameter CCR paced at {RATE}/s, API under {API_CLIENTS} heavy readers",
-                            n, elapsed, lat, ocsd_cpu_s=round(proc_cpu_seconds(d.proc.pid) - cpu0, 1)))
-            api_n, api_lat, codes = queue.get(timeout=120)
-            proc.join(30)
-            rows.append(row("API GET page of 1,000 accounts / 1,000 CDRs (meanwhile)", api_n, seconds + 1, api_lat,
-                            statuses=codes))
+            rows += _under_load(d, port, token, seconds, PAGES_PER_SECOND)
+            rows += _under_load(d, port, token, seconds, None)
         finally:
             d.stop()
             d.cleanup()

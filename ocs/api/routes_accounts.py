@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ocs.api.deps import Page, Services, allow, own_account, page, reseller_of, services
+from ocs.api.deps import Page, Services, allow, chunked, own_account, page, reseller_of, services
 from ocs.api.problems import Problem, responses
 from ocs.api.tokens import Principal
 from ocs.billing import account_status, customers, ledger, resellers
@@ -88,8 +88,8 @@ async def list_accounts(who: Annotated[Principal, Depends(allow("accounts:read")
     if mine is not None and reseller not in (None, mine):
         return pg.document([], "accounts")
     async with svc.pool.acquire() as conn:
-        found = await customers.listing(conn, status, mine or reseller, kind=type, tariff=tariff,
-                                        limit=pg.limit + 1, offset=pg.offset)
+        found = await chunked(lambda n, at: customers.listing(conn, status, mine or reseller, kind=type, tariff=tariff,
+                                                              limit=n, offset=at), pg.limit + 1, pg.offset)
     return pg.document(found, "accounts")
 
 

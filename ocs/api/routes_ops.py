@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 
-from ocs.api.deps import Page, Services, allow, own_account, owned_ids, page, reseller_of, services
+from ocs.api.deps import Page, Services, allow, chunked, own_account, owned_ids, page, reseller_of, services
 from ocs.api.problems import Problem, responses
 from ocs.api.tokens import Principal
 from ocs.billing import cdrs
@@ -154,7 +154,8 @@ async def list_cdrs(who: Annotated[Principal, Depends(allow("cdrs:read"))],
                     start: CdrFrom = None, end: CdrTo = None, account: CdrAccount = None) -> dict[str, Any]:
     await _scope(svc, who, account)
     async with svc.pool.acquire() as conn:
-        found = await cdrs.page(conn, _utc(start), _utc(end), account, reseller_of(who), pg.limit + 1, pg.offset)
+        found = await chunked(lambda n, at: cdrs.page(conn, _utc(start), _utc(end), account, reseller_of(who), n, at),
+                              pg.limit + 1, pg.offset)
     return pg.document(found, "cdrs")
 
 

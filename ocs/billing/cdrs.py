@@ -7,6 +7,7 @@ empty where they do not apply (docs/wholesale.md).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator, Iterable
@@ -28,6 +29,7 @@ _WHERE = ("($1::timestamptz IS NULL OR start_time >= $1) AND ($2::timestamptz IS
           " AND ($3::text IS NULL OR account = $3) AND ($4::text IS NULL OR account IN"
           " (SELECT id FROM accounts WHERE reseller = $4))")
 _ORDER = " ORDER BY start_time, session_id, rating_group"
+YIELD_EVERY = 100
 
 
 def _utc(ts: datetime) -> str:
@@ -35,20 +37,29 @@ def _utc(ts: datetime) -> str:
 
 
 def document(r: asyncpg.Record) -> dict[str, Any]:
+    f = dict(r.items())  # one C-level copy: a Record looked up by name per column costs twice as much
     return {
-        **{c: r[c] for c in CDR_COLUMNS},
-        "start_time": _utc(r["start_time"]), "charge": money.format(r["charge"], places=6),
-        "currency": r["currency"].strip(),
-        **{c: "" if r[c] is None else money.format(r[c], places=6) for c in _MONEY_OR_EMPTY},
+        **{c: f[c] for c in CDR_COLUMNS},
+        "start_time": _utc(f["start_time"]), "charge": money.format(f["charge"], places=6),
+        "currency": f["currency"].strip(),
+        **{c: "" if f[c] is None else money.format(f[c], places=6) for c in _MONEY_OR_EMPTY},
     }
 
 
 async def page(conn: Conn, start: datetime | None, end: datetime | None, account: str | None,
                reseller: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
-    """CDRs starting in [start, end), of one account and/or of one reseller's accounts, in export order."""
+    """CDRs starting in [start, end), of one account and/or of one reseller's accounts, in export order.
+
+    Converted :data:`YIELD_EVERY` rows at a time with a pass through the event loop between: ocsd's
+    charging path shares the loop, and a page of 1,000 would otherwise hold it for milliseconds.
+    """
     rows = await conn.fetch(f"SELECT * FROM cdrs WHERE {_WHERE}{_ORDER} LIMIT $5 OFFSET $6",
                             start, end, account, reseller, limit, offset)
-    return [document(r) for r in rows]
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(rows), YIELD_EVERY):
+        out += [document(r) for r in rows[i:i + YIELD_EVERY]]
+        await asyncio.sleep(0)
+    return out
 
 
 async def stream(conn: Conn, start: datetime | None, end: datetime | None, account: str | None,
