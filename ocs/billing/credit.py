@@ -26,4 +26,12 @@ async def apply_credit(conn: Conn, redis: Redis, keys: Keys, account_id: str, am
     await provision.apply_pending(conn, redis, keys, account_id)
     if amount <= 0:
         return None
-    return await Dispatcher(ControlBus(redis, keys)).reauth_account(account_id)
+    dispatcher = Dispatcher(ControlBus(redis, keys))
+    done = await dispatcher.reauth_account(account_id)
+    # a reseller's money also bounds its subscribers' grants (docs/wholesale.md "Resellers")
+    for sub in await conn.fetch("SELECT a.id FROM accounts a JOIN resellers r ON r.id = a.reseller"
+                                " WHERE a.reseller = $1 ORDER BY a.id", account_id):
+        more = await dispatcher.reauth_account(sub["id"])
+        done.sent += more.sent
+        done.unroutable.extend(more.unroutable)
+    return done

@@ -137,3 +137,26 @@ async def test_session_then_reconcile_proves_both(ctl: Run, key_prefix: str, pg_
     await redis_client.hincrby(core.keys.account("acme"), "bal", 1)
     res = ctl("reconcile", "--json", ok=1)
     assert json.loads(res.stdout)["differences"] == 1
+
+
+async def test_reseller_topup_reauthorizes_subscribers_cut_short(ctl: Run, key_prefix: str, pg_dsn: str,
+                                                                  redis_client: aioredis.Redis) -> None:
+    """A grant the reseller's money cut short is re-authorized when the reseller is topped up (RAR / CoA)."""
+    ctl("reseller", "create", "acme", "--currency", "EUR", "--tariff", "w")
+    ctl("reseller", "topup", "acme", "0.03", "--reference", "w1")  # one 60 s wholesale block
+    ctl("account", "create", "bob", "--currency", "EUR", "--tariff", "t", "--reseller", "acme")
+    ctl("topup", "bob", "10.00", "--reference", "b1")
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    core = build_core(make_cfg(key_prefix, pg_dsn), redis_client, Metrics(), pool=pool)
+    try:
+        await core.start()
+        out = await core.initiate(voice("s1", 0, sub="bob"))
+        assert out.status is Status.GRANTED and out.final and out.granted_units == 60
+        res = ctl("reseller", "topup", "acme", "5.00", "--reference", "w2", "--json")
+        doc = json.loads(res.stdout[res.stdout.index("{"):])  # the dispatcher's log line may come first
+        control = doc["control"]  # no ocsd node runs here: the session is named as unreachable
+        assert control["sent"] + len(control["unreachable"]) == 1 and control["unreachable"] in ([], ["s1"])
+        await core.terminate(voice("s1", 1, sub="bob", used=10))
+    finally:
+        await core.close()
+        await pool.close()
