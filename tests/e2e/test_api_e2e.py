@@ -3,16 +3,22 @@ applied once, the audit log read back with ocsctl, revocation, and a clean SIGTE
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ocs.diameter import codec
+from ocs.diameter import constants as c
+from tests.e2e.test_control_e2e import ASR, _answer
 from tests.support.daemon import BIN, Daemon, free_port, provision_demo, require_services
+from tests.support.diameter_client import GyClient, ccr, result
 
 pytestmark = pytest.mark.e2e
 
@@ -103,3 +109,34 @@ def test_schemathesis_finds_no_server_error(api_daemon: Daemon, tmp_path: Path) 
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
     assert " passed" in res.stdout and "Server error" not in res.stdout, res.stdout[-3000:]
     print(res.stdout[-2500:])  # the run's summary, for -s
+
+
+def test_delete_session_sends_the_asr(api_daemon: Daemon) -> None:
+    """DELETE /sessions/{id} is `ocsctl session disconnect`: the ASR leaves on the peer's connection,
+    the ASA makes the API answer 200 with the node that sent it; the session is listed before, not after."""
+    d = api_daemon
+    token = d.ocsctl("api", "token", "create", "noc", "--role", "operator", json_out=True)["token"]
+    base = f"http://127.0.0.1:{d.ports['api']}/api/v1"
+    cl = GyClient(d.ports["diameter"])
+    try:
+        assert result(cl.cer()) == 2001
+        sid = "pgw.test;api;1"
+        assert result(cl.request(c.CCR, 4, *ccr(sid, c.INITIAL, 0, called="4930123456", requested=300))) == 2001
+        time.sleep(0.3)  # the node's registry entry for the peer is written when the peer opens
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
+            listed = api.get("/sessions", params={"account": "alice"}).json()["sessions"]
+            assert [s["session_id"] for s in listed] == [sid]
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                asking = pool.submit(api.delete, f"/sessions/{sid}", params={"timeout": 10})
+                asr = cl.recv()
+                assert asr.code == ASR and asr.first(c.SESSION_ID).text() == sid  # type: ignore[union-attr]
+                _answer(cl, asr, 2001)
+                answer = asking.result(timeout=20)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["result"] == "acked" and answer.json()["node"] == d.name
+            end = cl.request(c.CCR, 4, *ccr(sid, c.TERMINATION, 1, used=42, extra=(codec.u32(c.TERMINATION_CAUSE, 4),)))
+            assert result(end) == 2001
+            assert api.get("/sessions").json()["sessions"] == []
+    finally:
+        cl.close()
+    assert d.cdr_cause(sid, tries=100) == "ADMINISTRATIVE"
