@@ -96,7 +96,6 @@ SET_REFUSALS = [
     (("--tax-rate", "-1"), "--tax-rate: must not be negative"),
     (("--tax-rate", "19.12345"), "--tax-rate: not a percentage"),
     (("--tariff", "nope"), "--tariff: unknown tariff 'nope'"),
-    (("--tariff", "usd"), "--tariff: tariff usd is in USD"),
     (("--credit-limit", "5"), "--credit-limit: needs a postpaid account"),
     (("--credit-limit", "-5"), "--credit-limit: negative"),
     (("--payment-terms", "400"), "--payment-terms: not a number of days"),
@@ -111,6 +110,14 @@ def test_set_refusals_name_the_field_and_change_nothing(ctl: tuple[Run, Path]) -
     for args, needle in SET_REFUSALS:
         assert needle in _one_line(run("account", "set", "a1", *args, ok=1)), args
     assert _show(run, "a1") == before
+
+
+def test_set_tariff_in_another_currency_is_accepted(ctl: tuple[Run, Path]) -> None:
+    """docs/wholesale.md (FX, Accounts): a tariff in another currency is converted, no longer refused."""
+    run, _ = ctl
+    run("account", "set", "a1", "--tariff", "usd")
+    shown = _show(run, "a1")
+    assert shown["tariff"] == "usd" and shown["currency"] == "EUR", shown
 
 
 def test_set_usage_and_unknown_account(ctl: tuple[Run, Path]) -> None:
