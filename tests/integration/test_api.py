@@ -3,16 +3,19 @@ problem+json errors naming the field, paging caps, the audit log."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+import asyncpg
 import pytest
 
+from ocs import config
 from ocs.api import tokens
 from ocs.api.deps import MAX_LIMIT
+from ocs.billing import invoices
 from tests.support.api import Api, api
-from tests.support.billing import cdr
+from tests.support.billing import billing_db, cdr, usage
 
-__all__ = ["api"]
+__all__ = ["api", "billing_db"]
 pytestmark = pytest.mark.integration
 PROBLEM = "application/problem+json"
 
@@ -260,3 +263,24 @@ async def test_a_store_away_is_503_not_500(api: Api) -> None:
     await api.svc.pool.close()  # PostgreSQL gone for the API
     r = await api.call("GET", "/accounts")
     assert r.status_code == 503 and r.headers["content-type"] == PROBLEM and r.headers["retry-after"] == "2"
+
+
+async def test_invoice_list_get_and_pdf(api: Api, billing_db: asyncpg.Connection) -> None:
+    await api.tariff()
+    await api.account("mine", reseller="r1")
+    await api.account("theirs", reseller="r2")
+    for account in ("mine", "theirs"):
+        await usage(billing_db, account, f"s-{account}", 1_234_567, datetime(2026, 5, 10, 12, tzinfo=UTC))
+    res = await invoices.run(billing_db, config.BillingConfig(), date(2026, 5, 1), issue_date=date(2026, 6, 1))
+    assert len(res.created) == 2
+    r = await api.call("GET", "/invoices", "readonly", params={"period": "2026-05"})
+    assert len(r.json()["invoices"]) == 2
+    mine = (await api.call("GET", "/invoices", "reseller")).json()["invoices"]
+    assert [i["account"] for i in mine] == ["mine"]
+    number = mine[0]["number"]
+    r = await api.call("GET", f"/invoices/{number}", "reseller")
+    assert r.status_code == 200 and r.json()["account"] == "mine" and r.json()["lines"]
+    r = await api.call("GET", f"/invoices/{number}/pdf", "reseller")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf" and r.content[:5] == b"%PDF-"
+    assert (await api.call("GET", f"/invoices/{number}", "other")).status_code == 404
+    assert (await api.call("GET", f"/invoices/{number}/pdf", "other")).status_code == 404
