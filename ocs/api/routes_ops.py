@@ -43,10 +43,10 @@ async def list_sessions(who: Annotated[Principal, Depends(allow("sessions:read")
         if account is not None:
             await own_account(conn, who, account)
         mine = await owned_ids(conn, who)
-    if mine is not None and account is None:
-        rows = [r for a in mine for r in await live_sessions.listing(svc.redis, svc.keys, a)]
-    else:
-        rows = await live_sessions.listing(svc.redis, svc.keys, account)
+    rows = await live_sessions.listing(svc.redis, svc.keys, account)
+    if mine is not None and account is None:  # one SCAN and a filter, not one SCAN per subscriber
+        allowed = set(mine)
+        rows = [r for r in rows if r["account"] in allowed]
     return pg.document(rows[pg.offset:pg.offset + pg.limit + 1], "sessions")
 
 
