@@ -117,3 +117,19 @@ def configure(level: str = "info", fmt: str = "json") -> None:
         logger_factory=lambda *_args: writer,
         cache_logger_on_first_use=True,
     )
+
+
+def configure_cli() -> None:
+    """ocsctl: warnings and errors on stderr (stdout is the verb's answer, one JSON document with --json).
+
+    Left alone when something configured logging already (a daemon, a test harness); the stream is looked
+    up at each line, so a caller that swaps sys.stderr (a test's capture) is followed.
+    """
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, redact, structlog.dev.ConsoleRenderer(colors=False)],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=lambda *_args: structlog.PrintLogger(sys.stderr),
+        cache_logger_on_first_use=False,
+    )

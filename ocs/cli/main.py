@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import asyncpg
 from redis.exceptions import RedisError
 
-from ocs import config
+from ocs import config, log
 from ocs.cli import accounts, alerts, billing_fees, invoices, operations, payments, pins, sessions, tariffs, usage
 from ocs.cli import api_tokens as api_verbs
 from ocs.cli import fx as fx_verbs
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"ocsctl: config: {exc}", file=sys.stderr)
         return 2
+    log.configure_cli()  # stdout is the verb's answer: log lines go to stderr, warnings and up
     ctx = Context(cfg, bool(getattr(args, "json", False)))
     try:
         asyncio.run(_run(args.func, ctx, args))

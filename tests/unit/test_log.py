@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -65,3 +67,13 @@ def test_secrets_never_in_output(capsys: pytest.CaptureFixture[str], fmt: str) -
     if fmt == "json":
         first = lines(err)[0]
         assert all(first[k] == "***" for k in SECRETS)
+
+
+def test_ocsctl_logs_on_stderr_so_json_on_stdout_stays_clean() -> None:
+    """A warning inside an ocsctl verb (e.g. control could not route a command) must not corrupt --json."""
+    code = ("import structlog; from ocs import log; log.configure_cli();"
+            " structlog.get_logger('ocs.control').warning('control_unroutable', session='s1');"
+            " structlog.get_logger('ocs').info('chatty'); print('{}')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
+    assert res.stdout == "{}\n"
+    assert "control_unroutable" in res.stderr and "chatty" not in res.stderr
