@@ -18,6 +18,7 @@ from ocs.cli.context import Context, Refused, Usage, add_json, emit
 from ocs.mediation.cdr_csv import HEADER_HINT, CdrReader, HeaderError
 from ocs.mediation.importer import Busy, Importer
 from ocs.mediation.summary import RejectsFile
+from ocs.model import StoreUnavailable
 from ocs.store.pipeline import AutoPipeline
 
 SOURCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -74,6 +75,9 @@ async def import_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
         try:
             importer.on_reject = rejects.write
             summary = await importer.run(reader, str(path))
+        except StoreUnavailable as exc:  # what was charged is in the run's marker sets: the next import records it
+            raise Refused(f"redis: {exc}; import {importer.run_id} stopped, the next import of source"
+                          f" {args.source!r} finishes it (records charged once)") from None
         finally:
             rejects.close()
             await rp.drain()
