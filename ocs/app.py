@@ -301,7 +301,7 @@ class Daemon:
             return
         from ocs.api.server import ApiServer
 
-        self.api = ApiServer(self.cfg, self.redis, self.keys, self.metrics.requests_answered)
+        self.api = ApiServer(self.cfg, self.redis, self.keys, self.metrics.requests_answered, metrics=self.metrics)
         try:
             await self.api.start()
         except OSError as exc:

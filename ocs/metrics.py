@@ -67,6 +67,7 @@ class Metrics:
         self._usage_metrics(self.registry)
         self._health_metrics(self.registry)
         self._control_metrics(self.registry)
+        self._api_metrics(self.registry)
 
     def requests_answered(self) -> float:
         """Every charging request answered so far (all protocols, types, results): the dashboard's rate."""
@@ -217,6 +218,19 @@ class Metrics:
         )
         self.alert_outbox = Gauge(
             "ocs_alert_outbox_pending", "Alert deliveries waiting in the PostgreSQL outbox.", registry=r
+        )
+
+    def _api_metrics(self, r: CollectorRegistry) -> None:
+        """The REST API (docs/api.md): requests by method and status, and how long they took."""
+        self.api_requests = Counter(
+            "ocs_api_requests_total",
+            "REST API requests answered, by method and HTTP status (503: over api.max_inflight or a store away).",
+            ["method", "status"],
+            registry=r,
+        )
+        self.api_duration = Histogram(
+            "ocs_api_request_seconds", "REST API requests: time from arrival to the last byte of the answer.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15), registry=r,
         )
 
     def child(self, family: F, *labels: str) -> F:

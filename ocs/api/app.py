@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -25,6 +26,7 @@ from ocs import __version__
 from ocs.api import problems, routes_accounts, routes_billing, routes_ops, routes_reports, web
 from ocs.api.deps import Services
 from ocs.api.tokens import Principal, audit
+from ocs.metrics import Metrics
 
 PREFIX = "/api/v1"
 # Reads handled at once; the others wait their turn (within max_inflight).  Building and encoding a
@@ -33,6 +35,7 @@ PREFIX = "/api/v1"
 READ_SLOTS = 2
 STREAMED = ("/export",)
 READS = {"GET", "HEAD", "OPTIONS"}
+METHODS = READS | {"POST", "PUT", "PATCH", "DELETE"}  # the method label's values (else "other")
 BODY_KEPT = 4096  # bytes of a request body kept for the audit summary
 SUMMARY_CHARS = 500
 SECRET_KEYS = ("password", "token", "secret", "pin")
@@ -68,10 +71,11 @@ class Guard:
     answers 3004), lets :data:`READ_SLOTS` reads run at once, and records every authenticated write in
     the audit log once its answer is sent."""
 
-    def __init__(self, app: ASGIApp, max_inflight: int, record: Recorder) -> None:
+    def __init__(self, app: ASGIApp, max_inflight: int, record: Recorder, metrics: Metrics | None = None) -> None:
         self.app = app
         self.max_inflight = max_inflight
         self.record = record
+        self.metrics = metrics
         self.inflight = 0
         self.readers = asyncio.Semaphore(READ_SLOTS)
 
@@ -79,6 +83,25 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.metrics is None:
+            await self._guarded(scope, receive, send)
+            return
+        started, status = time.perf_counter(), [500]
+
+        async def sending(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                status[0] = int(msg["status"])
+            await send(msg)
+
+        try:
+            await self._guarded(scope, receive, sending)
+        finally:
+            m = self.metrics
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            m.child(m.api_requests, method, str(status[0])).inc()
+            m.api_duration.observe(time.perf_counter() - started)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.inflight >= self.max_inflight:
             await problems.response(503, "too many API requests at once; retry", scope["path"],
                                     headers={"Retry-After": "1"})(scope, receive, send)
@@ -169,4 +192,4 @@ def guarded(svc: Services) -> Guard:
         async with svc.pool.acquire() as conn:
             await audit(conn, who, method, path, target, body, status, result)
 
-    return Guard(create_app(svc), svc.cfg.api.max_inflight, record)
+    return Guard(create_app(svc), svc.cfg.api.max_inflight, record, svc.metrics)

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from ocs import config
 from ocs.api.problems import Problem
 from ocs.api.tokens import Principal, TokenCache
+from ocs.metrics import Metrics
 from ocs.store import accounts_db
 from ocs.store.keys import Keys
 from ocs.store.provision import Conn
@@ -50,6 +51,7 @@ class Services:
     keys: Keys
     tokens: TokenCache
     requests_total: Callable[[], float] | None = None  # the daemon's charging requests so far (the dashboard)
+    metrics: Metrics | None = None  # ocs_api_requests_total, ocs_api_request_seconds
 
 
 def services(request: Request) -> Services:

@@ -29,6 +29,7 @@ from ocs import config
 from ocs.api.app import guarded
 from ocs.api.deps import Services
 from ocs.api.tokens import TokenCache
+from ocs.metrics import Metrics
 from ocs.store.keys import Keys
 
 log = structlog.get_logger("ocs.api")
@@ -58,8 +59,9 @@ def _bind(host: str, port: int) -> socket.socket:
 
 class ApiServer:
     def __init__(self, cfg: config.Config, redis: Redis, keys: Keys,
-                 requests_total: Callable[[], float] | None = None) -> None:
+                 requests_total: Callable[[], float] | None = None, *, metrics: Metrics | None = None) -> None:
         self.cfg = cfg
+        self.metrics = metrics
         self.requests_total = requests_total
         self.redis = redis
         self.keys = keys
@@ -82,7 +84,7 @@ class ApiServer:
         self.pool = await asyncpg.create_pool(self.cfg.postgres.dsn, min_size=0, max_size=self.cfg.api.pool_size,
                                               timeout=5, command_timeout=30)
         svc = Services(self.cfg, self.pool, self.redis, self.keys,
-                       TokenCache(self.pool, self.cfg.api.token_cache_seconds), self.requests_total)
+                       TokenCache(self.pool, self.cfg.api.token_cache_seconds), self.requests_total, self.metrics)
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # ocsd logs its own "ready" line
         uv = uvicorn.Config(guarded(svc), log_config=None, access_log=False, lifespan="off",
                             timeout_graceful_shutdown=int(STOP_SECONDS), server_header=False,

@@ -57,6 +57,10 @@ def test_api_in_ocsd(api_daemon: Daemon) -> None:
         assert d.ocsctl("account", "show", "alice", json_out=True)["balance"] == "12.50"
         assert httpx.get(f"{base}/accounts", timeout=5).status_code == 401
         assert httpx.get(f"{base}/openapi.json", timeout=5).json()["openapi"].startswith("3.1")
+        scraped = httpx.get(f"http://127.0.0.1:{d.http_port}/metrics", timeout=5).text
+        assert 'ocs_api_requests_total{method="POST",status="201"} 1.0' in scraped
+        assert 'ocs_api_requests_total{method="GET",status="401"} 1.0' in scraped
+        assert "ocs_api_request_seconds_count" in scraped
         audit = d.ocsctl("audit", json_out=True)["audit"]
         assert [(a["token"], a["status"]) for a in audit] == [("ops", 201), ("ops", 200)]
         assert d.ocsctl("api", "token", "revoke", "ops", json_out=True)["revoked"] is True
