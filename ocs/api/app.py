@@ -34,6 +34,7 @@ PREFIX = "/api/v1"
 # (bench/api_load.py).  Streamed exports do their work between awaits and are not counted.
 READ_SLOTS = 2
 STREAMED = ("/export",)
+MAX_BODY = 1 << 20  # bytes of a request body at most (413): every resource takes a small JSON document
 READS = {"GET", "HEAD", "OPTIONS"}
 METHODS = READS | {"POST", "PUT", "PATCH", "DELETE"}  # the method label's values (else "other")
 BODY_KEPT = 4096  # bytes of a request body kept for the audit summary
@@ -102,6 +103,11 @@ class Guard:
             m.api_duration.observe(time.perf_counter() - started)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > MAX_BODY:  # without a length FastAPI's limit cuts it (413 too)
+            await problems.response(413, f"a request body may have at most {MAX_BODY} bytes",
+                                    scope["path"])(scope, receive, send)
+            return
         if self.inflight >= self.max_inflight:
             await problems.response(503, "too many API requests at once; retry", scope["path"],
                                     headers={"Retry-After": "1"})(scope, receive, send)
@@ -173,7 +179,8 @@ def _docs(app: FastAPI) -> None:
 def create_app(svc: Services) -> FastAPI:
     """The FastAPI app over ``svc``'s stores (no server; :mod:`ocs.api.server` runs it inside ocsd)."""
     app = FastAPI(title="OCS API", version=__version__, openapi_url=f"{PREFIX}/openapi.json", docs_url=None,
-                  redoc_url=None, description="Accounts, money, sessions, tariffs, CDRs, invoices and products"
+                  redoc_url=None, max_body_size=MAX_BODY,
+                  description="Accounts, money, sessions, tariffs, CDRs, invoices and products"
                   " of the online charging system. Errors are RFC 9457 problem+json. See docs/api.md.")
     app.state.services = svc
     problems.install(app)

@@ -284,3 +284,9 @@ async def test_invoice_list_get_and_pdf(api: Api, billing_db: asyncpg.Connection
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf" and r.content[:5] == b"%PDF-"
     assert (await api.call("GET", f"/invoices/{number}", "other")).status_code == 404
     assert (await api.call("GET", f"/invoices/{number}/pdf", "other")).status_code == 404
+
+
+async def test_a_huge_body_is_413(api: Api) -> None:
+    r = await api.call("POST", "/products", content=b'{"name": "' + b"x" * (2 << 20) + b'"}',
+                       headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
