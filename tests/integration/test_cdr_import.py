@@ -263,3 +263,31 @@ async def test_account_in_another_currency_is_converted(ctl: tuple[Run, Path], p
     await _flush(key_prefix, pg_dsn, redis_client)
     cdr = await pg.fetchrow("SELECT * FROM cdrs WHERE session_id = 'import:default:id:f1'")
     assert (cdr["charge"], cdr["currency"].strip(), cdr["rate_currency"], cdr["fx_rate"]) == (94_600, "USD", "EUR", "1.1")
+
+
+async def test_a_batch_sent_twice_is_charged_once(redis_client: aioredis.Redis, key_prefix: str) -> None:
+    """A script call whose reply was lost and is sent again: the run's marker set answers 'D' (import.lua)."""
+    from ocs.store.cdr_imports import Charge, ImportCharges
+
+    keys = Keys(key_prefix, 16)
+    await redis_client.hset(keys.account("z1"), mapping={"type": "prepaid", "st": "active", "bal": 1_000_000})
+    await redis_client.hset(keys.account("z2"), mapping={"type": "prepaid", "st": "blocked", "bal": 0})
+    rp = AutoPipeline(redis_client, raw=True)
+    charges = ImportCharges(rp, keys, "n1")
+    try:
+        def one(account: str, n: int) -> Charge:
+            return Charge(account, f"id:b{n}", f"import:sw:id:b{n}", "4915100", "4930123456", "49", "Germany",
+                          "2026-11-02T10:00:00+00:00", "2026-11-02T10:01:01+00:00", 61, 66, 86_000, "EUR", "t", 1)
+
+        for account in ("z1", "z2"):
+            tag = charges.tag(account)
+            batch = [one(account, 1), one(account, 2)]
+            first = await charges.charge(tag, 7, batch)
+            again = await charges.charge(tag, 7, batch)
+            assert (first, again) == (("OO", "DD") if account == "z1" else ("BB", "BB"))
+        assert int(await redis_client.hget(keys.account("z1"), "bal")) == 1_000_000 - 2 * 86_000
+        assert sorted(await charges.marked(7)) == ["id:b1", "id:b2"]
+        await charges.clear(7)
+        assert await charges.marked(7) == []
+    finally:
+        await rp.drain()
