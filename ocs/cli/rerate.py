@@ -119,7 +119,8 @@ async def rerate_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     # a crashed run's adjustments first (and Redis is known reachable before anything is written)
     earlier = 0 if req.dry_run else await apply_pending(ctx)
     try:
-        res = await rerate.run(conn, req, Bar())
+        bar = Bar()
+        res = await rerate.run(conn, req, bar if bar.tty else None)  # no terminal: not even the count
     except Invalid as exc:
         raise Usage(f"--{exc.field}: {exc.message}") from None
     except BillingRefused as exc:

@@ -243,8 +243,10 @@ async def test_a_crash_after_the_commit_is_applied_once(ctl: Run, tmp_path: Path
     await charged(pg, redis_client, keys, "a1", "4930111", 61, 86_000)
     tariff(ctl, tmp_path, "t", V2)
     bal = await balance(redis_client, keys, "a1")
-    res = await rerate.run(pg, rerate.Request(T0 - timedelta(hours=1), T0 + timedelta(hours=1)))  # then "crash"
-    assert res.changed == 1 and len(await rerate.pending(pg)) == 1
+    seen: list[tuple[int, int]] = []  # the progress bar's calls: (done, total)
+    res = await rerate.run(pg, rerate.Request(T0 - timedelta(hours=1), T0 + timedelta(hours=1)),
+                           lambda done, total: seen.append((done, total)))  # then "crash" before Redis
+    assert res.changed == 1 and len(await rerate.pending(pg)) == 1 and seen == [(1, 1)]
     ctl("reconcile")  # an unapplied row is not yet owed: the balance still matches
     doc = rerate_json(ctl)
     assert (doc["changed"], doc["applied"]) == (0, 1)
