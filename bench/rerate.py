@@ -6,8 +6,9 @@ prefix, and ``peak``: a peak band on weekdays 08:00-20:00 besides the ``any`` ro
 records take the engine's block walk), 100 prefixes each, odd durations (zero-second calls
 included), connect fees and 30/6 increments on half the prefixes.  The charges are version 1's
 prices (computed in SQL for ``flat``; ``peak`` records start at 0, so they all change); version 2
-raises every rate, so every record with billed time changes.  Timed: the re-rating itself (read,
-price, COPY, one UPDATE, the ledger rows; one transaction), then applying the adjustments to Redis,
+raises every rate, so every record with billed time changes.  Timed: the re-rating itself (read and
+price on a second connection while the first writes the previous batch by COPY and one UPDATE, the
+ledger rows; one transaction), then applying the adjustments to Redis,
 then a second run (which must change nothing).  Checked: the ledger's sum is exactly minus the sum of
 (new - old) over the records, and a sample of records equals the engine's price.
 """
@@ -117,9 +118,11 @@ async def _run(accounts: int, records: int) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         await conn.execute(_FILL.format(accounts=accounts, records=records))
         fill = time.perf_counter() - t0
+        reader = await asyncpg.connect(ADMIN.rsplit("/", 1)[0] + "/" + db)  # as ocsctl: price while writing
         t0 = time.perf_counter()
-        res = await rerate.run(conn, rerate.Request(MAY, JUNE))
+        res = await rerate.run(conn, rerate.Request(MAY, JUNE), reader=reader)
         seconds = time.perf_counter() - t0
+        await reader.close()
         rss = rss_mb()
         assert res.examined == records and res.changed > 0.9 * records, (res.examined, res.changed)
         await _check(conn, res)

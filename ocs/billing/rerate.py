@@ -28,6 +28,8 @@ into a temporary table, and one ``UPDATE ... FROM`` writes them; only per-accoun
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -119,8 +121,13 @@ async def _check(conn: Conn, req: Request) -> None:
         raise Refused(f"unknown tariff {req.tariff!r}")
 
 
-async def run(conn: Conn, req: Request, progress: Progress | None = None) -> Result:
-    """Re-rate the period (module docstring); ``progress(done, total)`` after each chunk."""
+async def run(conn: Conn, req: Request, progress: Progress | None = None, reader: Conn | None = None) -> Result:
+    """Re-rate the period (module docstring); ``progress(done, total)`` after each chunk.
+
+    ``reader``: a second connection to read and price on while ``conn`` writes the previous batch
+    (PostgreSQL updating and Python pricing overlap).  It reads in a REPEATABLE READ snapshot; the
+    writes check each record's revision and charge against what was read, as with one connection.
+    """
     await _check(conn, req)
     args = (req.start, req.end, req.account, req.tariff)
     total = int(await conn.fetchval("SELECT count(*)" + _WHERE, *args)) if progress else 0
@@ -131,23 +138,67 @@ async def run(conn: Conn, req: Request, progress: Progress | None = None) -> Res
                 raise Refused("another re-rating is running; try again when it has finished")
             await conn.execute("CREATE TEMP TABLE _rerate (record_id text, account text, revision integer,"
                                " charge bigint, old bigint, new bigint) ON COMMIT DROP")
-        repricer = Repricer()
-        cursor = await conn.cursor(_READ, *args)
-        batch: list[tuple[str, str, int, int, int, int]] = []
-        while rows := await cursor.fetch(CHUNK):
-            changed = await _price_chunk(conn, repricer, rows, res)
-            if not req.dry_run:
-                batch.extend(changed)
-                if len(batch) >= BATCH:
-                    await _update(conn, batch)
-                    batch = []
-            if progress:
-                progress(res.examined, max(total, res.examined))
-        if batch:
-            await _update(conn, batch)
+        src = reader if reader is not None and not req.dry_run else conn
+        async with contextlib.AsyncExitStack() as stack:
+            if src is not conn:
+                await stack.enter_async_context(src.transaction(isolation="repeatable_read", readonly=True))
+            writer = _Writer(conn, overlap=src is not conn)
+            stack.push_async_callback(writer.drain)  # never leave a write running on conn
+            await _read(src, args, res, writer if not req.dry_run else None, progress, total)
+            await writer.flush()
         if not req.dry_run and res.changed:
             await _post(conn, req, res)
     return res
+
+
+async def _read(src: Conn, args: tuple[object, ...], res: Result, writer: _Writer | None,
+                progress: Progress | None, total: int) -> None:
+    repricer = Repricer()
+    cursor = await src.cursor(_READ, *args)
+    while rows := await cursor.fetch(CHUNK):
+        changed = await _price_chunk(src, repricer, rows, res)
+        if writer is not None:
+            await writer.add(changed)
+        if progress:
+            progress(res.examined, max(total, res.examined))
+
+
+class _Writer:
+    """Batches of changed records for :func:`_update`; with ``overlap`` one batch is written while reading goes on."""
+
+    def __init__(self, conn: Conn, *, overlap: bool) -> None:
+        self.conn = conn
+        self.overlap = overlap
+        self.batch: list[tuple[str, str, int, int, int, int]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def add(self, changed: list[tuple[str, str, int, int, int, int]]) -> None:
+        self.batch.extend(changed)
+        if len(self.batch) >= BATCH:
+            await self._write()
+
+    async def _write(self) -> None:
+        batch, self.batch = self.batch, []
+        if self.task is not None:
+            task, self.task = self.task, None
+            await task  # raises what the previous batch raised
+        if self.overlap:
+            self.task = asyncio.create_task(_update(self.conn, batch))
+        else:
+            await _update(self.conn, batch)
+
+    async def flush(self) -> None:
+        if self.batch:
+            await self._write()
+        if self.task is not None:
+            task, self.task = self.task, None
+            await task
+
+    async def drain(self) -> None:
+        """After a failure elsewhere: let the write in flight end before the transaction is rolled back."""
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await self.task
 
 
 async def _update(conn: Conn, changed: list[tuple[str, str, int, int, int, int]]) -> None:

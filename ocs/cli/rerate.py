@@ -11,6 +11,8 @@ import sys
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+import asyncpg
+
 from ocs import money
 from ocs.billing import rerate
 from ocs.billing.errors import Invalid
@@ -110,6 +112,14 @@ def _text(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+async def _second_connection(ctx: Context) -> asyncpg.Connection | None:
+    """A connection to read and price on while the first one writes (None: go on with one)."""
+    try:
+        return await asyncpg.connect(ctx.cfg.postgres.dsn, timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return None
+
+
 async def rerate_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     req = rerate.Request(parse_bound(args.start, "--from"), parse_bound(args.end, "--to"), args.account,
                          args.tariff, args.dry_run)
@@ -118,13 +128,17 @@ async def rerate_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     conn = await ctx.pg()
     # a crashed run's adjustments first (and Redis is known reachable before anything is written)
     earlier = 0 if req.dry_run else await apply_pending(ctx)
+    reader = None if req.dry_run else await _second_connection(ctx)
     try:
         bar = Bar()
-        res = await rerate.run(conn, req, bar if bar.tty else None)  # no terminal: not even the count
+        res = await rerate.run(conn, req, bar if bar.tty else None, reader)  # no terminal: not even the count
     except Invalid as exc:
         raise Usage(f"--{exc.field}: {exc.message}") from None
     except BillingRefused as exc:
         raise Refused(str(exc)) from None
+    finally:
+        if reader is not None:
+            await reader.close()
     applied = earlier + (0 if req.dry_run else await apply_pending(ctx))
     doc = _document(req, res, applied)
     emit(ctx, doc, _text(doc))

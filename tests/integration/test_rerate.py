@@ -4,6 +4,7 @@ balance moves by it, ``reconcile`` still holds, and a second run changes nothing
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from ocs.billing import rerate
+from ocs.billing.errors import Refused as BillingRefused
 from ocs.charging import Charging
 from ocs.store.flush import Flusher
 from ocs.store.keys import Keys
@@ -278,3 +280,41 @@ async def test_a_later_cdr_revision_is_not_adjusted_twice(ctl: Run, tmp_path: Pa
     assert tuple(row) == (125_000, 135_000, -21_000)
     ctl("reconcile")
     assert rerate_json(ctl)["changed"] == 0
+
+
+async def test_batches_written_while_reading_and_a_conflict_keeps_nothing(
+        ctl: Run, tmp_path: Path, pg: asyncpg.Connection, pg_dsn: str, redis_client: aioredis.Redis,
+        key_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two connections, a batch per record: the same result; a record the flush rewrote meanwhile: nothing kept."""
+    keys = Keys(key_prefix, 16)
+    tariff(ctl, tmp_path, "t", V1)
+    account(ctl, "a1")
+    # the last one a day later: the flush's rewrite of it shares no rollup row (docs/reports.md) with the others
+    rids = [await charged(pg, redis_client, keys, "a1", f"49301{i}", 61, 86_000, start=T0 + timedelta(days=i // 3))
+            for i in range(4)]
+    tariff(ctl, tmp_path, "t", V2)
+    monkeypatch.setattr(rerate, "CHUNK", 1)
+    monkeypatch.setattr(rerate, "BATCH", 1)
+    period = rerate.Request(T0 - timedelta(hours=1), T0 + timedelta(days=2))
+    before = await snapshot(pg)
+    writer, reader, other = [await asyncpg.connect(pg_dsn) for _ in range(3)]
+    try:
+        late: list[Any] = []
+
+        def flush_meanwhile(done: int, _total: int) -> None:  # after the first record was read
+            if done == 1:
+                late.append(asyncio.ensure_future(other.execute(
+                    "UPDATE cdrs SET revision = revision + 1 WHERE record_id = $1", rids[-1])))
+
+        with pytest.raises(BillingRefused, match="changed while re-rating"):
+            await rerate.run(writer, period, flush_meanwhile, reader)
+        await asyncio.gather(*late)
+        assert await snapshot(pg) == before  # the first three updates were rolled back
+        res = await rerate.run(writer, period, None, reader)
+        assert (res.changed, [a.difference for a in res.adjusted]) == (4, [-44_000])
+    finally:
+        for c in (writer, reader, other):
+            await c.close()
+    ctl("rerate", *DAY)  # applies the adjustment
+    assert {r["charge"] for r in await pg.fetch("SELECT charge FROM cdrs")} == {75_000}
+    ctl("reconcile")
