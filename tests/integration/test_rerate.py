@@ -147,6 +147,9 @@ async def test_one_adjustment_per_account_with_the_exact_difference(
         assert await balance(redis_client, keys, a) == balances[a] + want[a]
     assert doc["total_difference"] == {"EUR": "-0.590000"}
     ctl("reconcile")
+    # the report rollups (docs/reports.md) follow the records' new charges
+    assert await pg.fetchval("SELECT sum(revenue) FROM report_rollup WHERE dim = 'account'") == \
+        await pg.fetchval("SELECT sum(charge) FROM cdrs")
     before = await snapshot(pg)
     again = rerate_json(ctl)
     assert (again["changed"], again["accounts_adjusted"], again["run"]) == (0, 0, None)
