@@ -291,3 +291,15 @@ async def test_a_batch_sent_twice_is_charged_once(redis_client: aioredis.Redis, 
         assert await charges.marked(7) == []
     finally:
         await rp.drain()
+
+
+def test_a_reseller_subscriber_is_rejected_not_half_charged(ctl: tuple[Run, Path]) -> None:
+    """Its reseller's wholesale leg lives in the charging scripts: the import refuses rather than debit one leg."""
+    run, tmp = ctl
+    run("reseller", "create", "r1", "--currency", "EUR", "--tariff", "t", "--credit-limit", "100")
+    run("account", "create", "s1", "--currency", "EUR", "--tariff", "t", "--reseller", "r1", "--alias", "4915600")
+    f = tmp / "rs.csv"
+    f.write_text(HEADER + "2026-11-02T10:00:00Z,4915600,4930123456,61,,s1\n")
+    doc = _import(run, f)
+    assert (doc["imported"], doc["rejected"], doc["reasons"]) == (0, 1, {"reseller": 1})
+    assert (_balance(run, "s1"), _balance(run, "r1")) == ("0.00", "0.00")
