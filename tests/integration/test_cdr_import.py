@@ -303,3 +303,15 @@ def test_a_reseller_subscriber_is_rejected_not_half_charged(ctl: tuple[Run, Path
     doc = _import(run, f)
     assert (doc["imported"], doc["rejected"], doc["reasons"]) == (0, 1, {"reseller": 1})
     assert (_balance(run, "s1"), _balance(run, "r1")) == ("0.00", "0.00")
+
+
+def test_a_bundle_account_is_rejected(ctl: tuple[Run, Path]) -> None:
+    """Included seconds are used by the charging scripts only: the import refuses rather than skip them."""
+    run, tmp = ctl
+    run("product", "create", "pb", "--amount", "1", "--currency", "EUR", "--period", "monthly", "--includes", "600")
+    run("subscribe", "a1", "pb", "--from", "2026-11-01")
+    f = tmp / "bun.csv"
+    f.write_text(HEADER + "2026-11-02T10:00:00Z,4915100,4930123456,61,,b1\n")
+    doc = _import(run, f)
+    assert (doc["imported"], doc["rejected"], doc["reasons"]) == (0, 1, {"bundles": 1})
+    assert _balance(run, "a1") == "10.00"
