@@ -29,23 +29,29 @@ CREATE TABLE report_rollup (
     PRIMARY KEY (dim, bucket, key, service, currency, cost_currency)
 );
 
--- Add (sign = 1) or take away (sign = -1) a set of CDRs.  Rows are merged in key order, so two
--- transactions touching the same rollup rows lock them in the same order (no deadlock).
-CREATE FUNCTION report_rollup_merge(changed cdrs[], sign integer) RETURNS void LANGUAGE sql AS $$
+-- Move the rollups by what one statement did: take away its rows' old images, add their new ones,
+-- in one pass; groups whose sums do not change (a CDR rewritten with the same numbers) are skipped.
+-- Rows are merged in key order, so two transactions touching the same rollup rows lock them in the
+-- same order (no deadlock).
+CREATE FUNCTION report_rollup_apply(old_rows cdrs[], new_rows cdrs[]) RETURNS void LANGUAGE sql AS $$
 INSERT INTO report_rollup AS r (dim, bucket, key, service, currency, cost_currency, attempts, answered,
                                 seconds, revenue, cost, reseller_charge)
-SELECT d.dim,
-       date_trunc(CASE WHEN d.dim = 'hour' THEN 'hour' ELSE 'day' END, c.start_time, 'UTC'),
-       CASE d.dim WHEN 'hour' THEN '' WHEN 'account' THEN c.account WHEN 'destination' THEN c.destination
-                  WHEN 'provider' THEN c.provider ELSE c.reseller END,
-       c.service, rtrim(c.currency), c.cost_currency,
-       sign * count(*), sign * count(*) FILTER (WHERE c.duration > 0),
-       sign * coalesce(sum(c.duration) FILTER (WHERE c.service = 'voice'), 0),
-       sign * sum(c.charge), sign * coalesce(sum(c.cost), 0), sign * coalesce(sum(c.reseller_charge), 0)
-FROM unnest(changed) AS c
-CROSS JOIN (VALUES ('hour'), ('account'), ('destination'), ('provider'), ('reseller')) AS d(dim)
-WHERE d.dim <> 'reseller' OR c.reseller <> ''
-GROUP BY 1, 2, 3, 4, 5, 6
+SELECT * FROM (
+    SELECT d.dim,
+           date_trunc(CASE WHEN d.dim = 'hour' THEN 'hour' ELSE 'day' END, c.start_time, 'UTC') AS bucket,
+           CASE d.dim WHEN 'hour' THEN '' WHEN 'account' THEN c.account WHEN 'destination' THEN c.destination
+                      WHEN 'provider' THEN c.provider ELSE c.reseller END AS key,
+           c.service, rtrim(c.currency) AS currency, c.cost_currency,
+           sum(c.s) AS attempts, coalesce(sum(c.s) FILTER (WHERE c.duration > 0), 0) AS answered,
+           coalesce(sum(c.s * c.duration) FILTER (WHERE c.service = 'voice'), 0) AS seconds,
+           sum(c.s * c.charge) AS revenue, sum(c.s * coalesce(c.cost, 0)) AS cost,
+           sum(c.s * coalesce(c.reseller_charge, 0)) AS reseller_charge
+    FROM (SELECT o.*, -1 AS s FROM unnest(old_rows) AS o UNION ALL SELECT n.*, 1 FROM unnest(new_rows) AS n) AS c
+    CROSS JOIN (VALUES ('hour'), ('account'), ('destination'), ('provider'), ('reseller')) AS d(dim)
+    WHERE d.dim <> 'reseller' OR c.reseller <> ''
+    GROUP BY 1, 2, 3, 4, 5, 6
+) AS delta
+WHERE (attempts, answered, seconds, revenue, cost, reseller_charge) <> (0, 0, 0, 0, 0, 0)
 ORDER BY 1, 2, 3, 4, 5, 6
 ON CONFLICT (dim, bucket, key, service, currency, cost_currency) DO UPDATE SET
     attempts = r.attempts + EXCLUDED.attempts, answered = r.answered + EXCLUDED.answered,
@@ -55,20 +61,19 @@ $$;
 
 CREATE FUNCTION report_rollup_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM report_rollup_merge(ARRAY(SELECT n::cdrs FROM new_cdrs n), 1);
+    PERFORM report_rollup_apply('{}', ARRAY(SELECT n::cdrs FROM new_cdrs n));
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION report_rollup_updated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM report_rollup_merge(ARRAY(SELECT o::cdrs FROM old_cdrs o), -1);
-    PERFORM report_rollup_merge(ARRAY(SELECT n::cdrs FROM new_cdrs n), 1);
+    PERFORM report_rollup_apply(ARRAY(SELECT o::cdrs FROM old_cdrs o), ARRAY(SELECT n::cdrs FROM new_cdrs n));
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION report_rollup_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM report_rollup_merge(ARRAY(SELECT o::cdrs FROM old_cdrs o), -1);
+    PERFORM report_rollup_apply(ARRAY(SELECT o::cdrs FROM old_cdrs o), '{}');
     RETURN NULL;
 END $$;
 
@@ -87,8 +92,8 @@ DECLARE
 BEGIN
     DELETE FROM report_rollup;
     FOR d IN SELECT DISTINCT date_trunc('day', start_time, 'UTC') FROM cdrs ORDER BY 1 LOOP
-        PERFORM report_rollup_merge(ARRAY(SELECT c FROM cdrs c WHERE start_time >= d
-                                          AND start_time < d + interval '1 day'), 1);
+        PERFORM report_rollup_apply('{}', ARRAY(SELECT c FROM cdrs c WHERE start_time >= d
+                                                AND start_time < d + interval '1 day'));
     END LOOP;
 END $$;
 
