@@ -114,6 +114,14 @@ async def _store_away(request: Request, exc: Exception) -> JSONResponse:
                     headers={"Retry-After": "2"})
 
 
+async def _data(request: Request, exc: Exception) -> JSONResponse:
+    """A value PostgreSQL will not take (a NUL in a text, an unpaired surrogate, a number out of its
+    column's range) came from the request: 422, not a server fault (found by the schemathesis run)."""
+    log.info("api_value_refused_by_postgres", path=request.url.path, error=repr(exc))
+    text = str(exc).encode("utf-8", "backslashreplace").decode("utf-8")  # the value may hold a surrogate
+    return response(422, f"a value cannot be stored: {text}", request.url.path)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("api_error", path=request.url.path, method=request.method, error=repr(exc))
     return response(500, "internal error; see the ocsd log", request.url.path)
@@ -126,6 +134,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Refused, _refused)
     for away in STORE_AWAY:
         app.add_exception_handler(away, _store_away)
+    app.add_exception_handler(asyncpg.DataError, _data)
     app.add_exception_handler(Exception, _unexpected)
 
 
