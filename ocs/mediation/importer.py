@@ -61,7 +61,8 @@ CHUNK = 20_000  # lines per chunk: one known-keys query and one commit each; bou
 BATCH = 250  # records per script call: Redis runs one call a few ms, live charging never waits longer
 _SCRIPT_REFUSALS = {"N": ("unknown account", "unknown account"), "B": ("blocked", "account blocked"),
                     "U": ("bundles", "account has bundles (included seconds): not imported"),
-                    "R": ("reseller", "account belongs to a reseller: not imported")}
+                    "R": ("reseller", "account's reseller changed during the import"),
+                    "S": ("reseller blocked", "the account's reseller is blocked")}
 
 
 class Busy(Exception):

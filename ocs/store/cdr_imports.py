@@ -48,12 +48,16 @@ class Charge:
     tariff_version: int
     rate_currency: str = ""  # FX: the tariff's currency when the account pays in another
     fx_rate: str = ""
+    reseller: str = ""  # a reseller's subscriber: the reseller, debited ``reseller_charge`` in the same step
+    reseller_charge: int = 0
 
-    def packed(self, index: int) -> str:
-        return FS.join((str(index), self.key, self.sid, self.calling, self.called, self.prefix,
-                        self.destination.replace(FS, "\ufffd").replace(RS, "\ufffd"), self.start, self.end,
-                        str(self.duration), str(self.billed), str(self.charge), self.currency, self.tariff,
-                        str(self.tariff_version), PROTOCOL, CAUSE, self.rate_currency, self.fx_rate))
+    def packed(self, index: int, rindex: int = 0) -> str:
+        """``index``/``rindex``: the account's and its reseller's (0: none) position among the call's accounts."""
+        plain = FS.join((str(index), self.key, self.sid, self.calling, self.called, self.prefix,
+                         self.destination.replace(FS, "\ufffd").replace(RS, "\ufffd"), self.start, self.end,
+                         str(self.duration), str(self.billed), str(self.charge), self.currency, self.tariff,
+                         str(self.tariff_version), PROTOCOL, CAUSE, self.rate_currency, self.fx_rate))
+        return plain if not rindex else f"{plain}{FS}{rindex}{FS}{self.reseller_charge}"
 
 
 class ImportRuns:
@@ -138,8 +142,11 @@ class ImportCharges:
         index: dict[str, int] = {}
         for c in batch:
             index.setdefault(c.account, len(index) + 1)
+            if c.reseller:  # same hash tag as its subscriber (ocs/store/placement.py): same slot
+                index.setdefault(c.reseller, len(index) + 1)
         keys = [f"{tag}:usage", marks_key(tag, run), *(self.keys.account(a) for a in index)]
-        args = [self.node, FS.join(index), RS.join(c.packed(index[c.account]) for c in batch)]
+        args = [self.node, FS.join(index),
+                RS.join(c.packed(index[c.account], index[c.reseller] if c.reseller else 0) for c in batch)]
         return text(await self.rp.script(self.script, keys, args))
 
     def _tags(self) -> list[str]:

@@ -293,16 +293,64 @@ async def test_a_batch_sent_twice_is_charged_once(redis_client: aioredis.Redis, 
         await rp.drain()
 
 
-def test_a_reseller_subscriber_is_rejected_not_half_charged(ctl: tuple[Run, Path]) -> None:
-    """Its reseller's wholesale leg lives in the charging scripts: the import refuses rather than debit one leg."""
-    run, tmp = ctl
-    run("reseller", "create", "r1", "--currency", "EUR", "--tariff", "t", "--credit-limit", "100")
+WHOLESALE = ("prefix,destination,rate,connect_fee,first_increment,next_increment\n"
+             "49,Germany,0.03,0.01,30,6\n44,United Kingdom,0.05,0,60,60\n")
+
+
+def _reseller(run: Run, tmp: Path) -> None:
+    """Reseller r1 (wholesale tariff w, EUR, limit 100.00) and its subscriber s1 (tariff t, alias 4915600)."""
+    (tmp / "w.csv").write_text(WHOLESALE)
+    run("tariff", "import", "w", str(tmp / "w.csv"), "--currency", "EUR")
+    run("reseller", "create", "r1", "--currency", "EUR", "--tariff", "w", "--credit-limit", "100")
     run("account", "create", "s1", "--currency", "EUR", "--tariff", "t", "--reseller", "r1", "--alias", "4915600")
+
+
+async def test_a_reseller_subscriber_is_charged_on_both_legs_once(ctl: tuple[Run, Path], pg: asyncpg.Connection,
+                                                                  redis_client: aioredis.Redis, key_prefix: str,
+                                                                  pg_dsn: str) -> None:
+    """The subscriber at its tariff, the reseller at the wholesale tariff, in one step; a second run: nothing."""
+    run, tmp = ctl
+    _reseller(run, tmp)
     f = tmp / "rs.csv"
-    f.write_text(HEADER + "2026-11-02T10:00:00Z,4915600,4930123456,61,,s1\n")
+    f.write_text(HEADER + "2026-11-02T10:00:00Z,4915600,4930123456,61,,x1\n"  # retail 0.086, wholesale 0.043
+                 + "2026-11-02T11:00:00Z,4915600,0044201234,120,,x2\n"       # retail 0.20, wholesale 0.10
+                 + "2026-11-02T12:00:00Z,4915100,4930123456,61,,x3\n")       # a1, plain: 0.086
     doc = _import(run, f)
-    assert (doc["imported"], doc["rejected"], doc["reasons"]) == (0, 1, {"reseller": 1})
+    assert (doc["imported"], doc["duplicate"], doc["rejected"]) == (3, 0, 0)
+    assert (_balance(run, "s1"), _balance(run, "r1"), _balance(run, "a1")) == ("-0.286", "-0.143", "9.914")
+    assert json.loads(run("reconcile", "--json").stdout)["differences"] == 0  # records still in the stream
+    await _flush(key_prefix, pg_dsn, redis_client)
+    cdrs = {r["session_id"]: r for r in await pg.fetch("SELECT * FROM cdrs ORDER BY session_id")}
+    x1, x2, x3 = (cdrs[f"import:default:id:x{i}"] for i in (1, 2, 3))
+    assert (x1["account"], x1["charge"], x1["reseller"], x1["reseller_charge"]) == ("s1", 86_000, "r1", 43_000)
+    assert (x2["charge"], x2["reseller"], x2["reseller_charge"]) == (200_000, "r1", 100_000)
+    assert (x3["account"], x3["reseller"], x3["reseller_charge"]) == ("a1", "", None)
+    usage = await pg.fetch("SELECT account_id, amount, reseller, reseller_amount FROM usage ORDER BY session_id")
+    assert [tuple(u) for u in usage] == [("s1", 86_000, "r1", 43_000), ("s1", 200_000, "r1", 100_000),
+                                         ("a1", 86_000, "", 0)]
+    assert json.loads(run("reconcile", "--json").stdout)["differences"] == 0
+    again = _import(run, f)
+    assert (again["imported"], again["duplicate"], again["rejected"]) == (0, 3, 0)
+    assert (_balance(run, "s1"), _balance(run, "r1"), _balance(run, "a1")) == ("-0.286", "-0.143", "9.914")
+    assert await _redis_state(redis_client, key_prefix) == (0, 0)
+    assert json.loads(run("reconcile", "--json").stdout)["differences"] == 0
+
+
+def test_a_blocked_resellers_subscriber_is_rejected(ctl: tuple[Run, Path]) -> None:
+    """A blocked reseller refuses its subscribers (as live calls): rejected, neither balance moves, and the
+    record is imported once the reseller is unblocked (a rejected record's key is not kept)."""
+    run, tmp = ctl
+    _reseller(run, tmp)
+    run("reseller", "block", "r1")
+    f = tmp / "rs.csv"
+    f.write_text(HEADER + "2026-11-02T10:00:00Z,4915600,4930123456,61,,y1\n")
+    doc = _import(run, f)
+    assert (doc["imported"], doc["rejected"], doc["reasons"]) == (0, 1, {"reseller blocked": 1})
     assert (_balance(run, "s1"), _balance(run, "r1")) == ("0.00", "0.00")
+    run("reseller", "unblock", "r1")
+    doc = _import(run, f)
+    assert (doc["imported"], doc["rejected"]) == (1, 0)
+    assert (_balance(run, "s1"), _balance(run, "r1")) == ("-0.086", "-0.043")
 
 
 def test_a_bundle_account_is_rejected(ctl: tuple[Run, Path]) -> None:
