@@ -16,11 +16,25 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import structlog
 
 from ocs.store.migrate import migrate
 
 PG_ADMIN_DSN = os.environ.get("OCS_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("OCS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(autouse=True)
+def _structlog_as_it_was() -> Iterator[None]:
+    """Put structlog back after each test: ocsctl's main() run in-process configures it for the CLI
+    (warnings only, on stderr: ocs.log.configure_cli), which hid info events from a later test's
+    ``capture_logs`` (tests/unit/test_diameter_server_requests.py after test_alert_cli_args.py)."""
+    was, saved = structlog.is_configured(), structlog.get_config()
+    yield
+    if was:
+        structlog.configure(**saved)
+    else:
+        structlog.reset_defaults()
 
 
 def _dsn_for(db: str) -> str:
