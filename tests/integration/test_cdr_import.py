@@ -353,6 +353,22 @@ def test_a_blocked_resellers_subscriber_is_rejected(ctl: tuple[Run, Path]) -> No
     assert (_balance(run, "s1"), _balance(run, "r1")) == ("-0.086", "-0.043")
 
 
+def test_a_resellers_wholesale_leg_in_its_own_currency(ctl: tuple[Run, Path]) -> None:
+    """A USD reseller on a EUR wholesale tariff pays the exact wholesale price times the rate, rounded once."""
+    run, tmp = ctl
+    (tmp / "w.csv").write_text(WHOLESALE)
+    run("tariff", "import", "w", str(tmp / "w.csv"), "--currency", "EUR")
+    run("fx", "set", "EUR", "USD", "1.1", "--from", "2026-11-01")
+    run("reseller", "create", "ru", "--currency", "USD", "--tariff", "w", "--credit-limit", "100")
+    run("account", "create", "su", "--currency", "EUR", "--tariff", "t", "--reseller", "ru", "--alias", "4915700")
+    f = tmp / "ru.csv"
+    f.write_text(HEADER + "2026-11-02T10:00:00Z,4915700,4930123456,61,,z1\n")  # wholesale 0.043 EUR
+    doc = _import(run, f)
+    assert (doc["imported"], doc["rejected"]) == (1, 0)
+    assert (_balance(run, "su"), _balance(run, "ru")) == ("-0.086", "-0.0473")
+    assert json.loads(run("reconcile", "--json").stdout)["differences"] == 0
+
+
 def test_a_bundle_account_is_rejected(ctl: tuple[Run, Path]) -> None:
     """Included seconds are used by the charging scripts only: the import refuses rather than skip them."""
     run, tmp = ctl
