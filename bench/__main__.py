@@ -23,7 +23,8 @@ from typing import Any
 from bench.common import format_table
 
 MODULES = ("rating", "tariff_import", "redis_scripts", "flush", "memory", "diameter", "diameter_reference", "radius",
-           "scaling", "fuzz", "soak", "control", "invoicing", "rerate", "cdr_import", "api_load")
+           "scaling", "fuzz", "soak", "control", "invoicing", "reports", "cdr_import",
+           "rerate", "api_load")
 DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"
 
 
