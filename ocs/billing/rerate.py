@@ -231,6 +231,8 @@ async def _price_chunk(conn: Conn, repricer: Repricer, rows: list[asyncpg.Record
     unrated, accounts, price = res.unrated, res.accounts, repricer.price
     for rid, account, tariff, service, called, start, units, old, revision, charge, currency, rcur, rate, orphan \
             in rows:
+        if units <= 0 and old == 0:  # no unit charged in money costs 0 on any tariff: a refused attempt's
+            continue  # record (docs/reports.md) has no account or no rated destination, it is not "unrated"
         new = NO_ACCOUNT if orphan else price(tariff, service, called, start, units, currency, rcur, rate)
         if isinstance(new, str):
             unrated[new] = unrated.get(new, 0) + 1
