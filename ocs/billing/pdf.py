@@ -146,7 +146,8 @@ async def _calls(conn: Conn, doc: dict[str, Any], inv_id: int) -> list[Flowable]
     rows = await conn.fetch(
         "SELECT c.start_time, c.called, c.destination, c.duration, c.charge FROM cdrs c, invoices i"
         " WHERE i.id = $1 AND c.account = i.account_id AND c.start_time >= i.period_start"
-        " AND c.start_time < i.period_end ORDER BY c.start_time, c.session_id LIMIT $2", inv_id, MAX_CALLS + 1)
+        " AND c.start_time < i.period_end AND c.record_id NOT LIKE 'ref:%'"  # refused attempts: ocs.store.refusals
+        " ORDER BY c.start_time, c.session_id LIMIT $2", inv_id, MAX_CALLS + 1)
     shown, tz, cur = rows[:MAX_CALLS], ZoneInfo(doc["timezone"]), doc["currency"]
     places = amounts.line_places([int(r["charge"]) for r in shown], cur)
     table: list[list[Any]] = [["Start", "Number called", "Destination", "Duration", f"Charge ({cur})"]]
