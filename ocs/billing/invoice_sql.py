@@ -57,6 +57,7 @@ SELECT s.account_id, 0 AS ord, 'usage'::text AS kind, s.service,
        count(*)::bigint AS calls, sum(s.units)::bigint AS units, sum(s.amount)::bigint AS amount,
        NULL::bigint AS ledger_id
 FROM s LEFT JOIN cdrs d ON d.session_id = s.session_id AND d.rating_group = s.rating_group AND d.account = s.account_id
+  AND d.record_id NOT LIKE 'ref:%'  -- a refused attempt's record (ocs.store.refusals) would double the line
 GROUP BY s.account_id, s.service, 5
 UNION ALL
 SELECT l.account_id, CASE l.kind WHEN 'fee' THEN 1 ELSE 2 END, l.kind, '',
