@@ -15,3 +15,8 @@ $ctl account show bob >/dev/null 2>&1 || $ctl account create bob --currency EUR 
 $ctl topup alice 20.00 --reference demo-alice-1 >/dev/null
 $ctl account show alice
 $ctl account show bob
+# the web dashboard (http://127.0.0.1:8080/ui with run-demo.sh) logs in with an API token: one for the demo
+if ! $ctl api token list --json | grep -q '"name": "demo"'; then
+  echo "dashboard token for http://127.0.0.1:8080/ui (self-care: /my as 4915110000001 / alice-secret):"
+  $ctl api token create demo --role admin
+fi

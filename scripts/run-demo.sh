@@ -27,4 +27,6 @@ async def main(dsn: str) -> None:
 asyncio.run(main(sys.argv[1]))
 PY
 ./scripts/load-demo.sh
+# the REST API, the dashboard (/ui) and self-care (/my) on 127.0.0.1:8080 unless told otherwise
+export OCS_API_LISTEN="${OCS_API_LISTEN:-127.0.0.1:8080}"
 exec .venv/bin/ocsd

@@ -74,7 +74,7 @@ async def show(ctx: Context, account_id: str, headline: str = "", extra: dict[st
         raise refused(exc) from None
     doc.update(extra or {})
     emit(ctx, doc, "\n".join([headline] * bool(headline) + [
-        f"{k}: {_bundles_text(v) if k == 'bundles' else v}" for k, v in doc.items()]))
+        f"{k}: {_bundles_text(v) if k == 'bundles' else ('-' if v is None else v)}" for k, v in doc.items()]))
     return doc
 
 
