@@ -16,6 +16,7 @@ the refusal is still answered (the record is what is lost, and a warning says so
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import structlog
@@ -31,6 +32,15 @@ REFUSALS = frozenset({Status.OUT_OF_CREDIT, Status.UNKNOWN_SUBSCRIBER, Status.BL
                       Status.BAD_CREDENTIALS})
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def _storable(text: str) -> str:
+    """A refused request's subscriber as the calling number: it never became an account, so it may still
+    hold what PostgreSQL text cannot (a NUL from a fuzzed Subscription-Id); controls are written as \\xNN."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) if _CONTROL.search(text) else text
+
+
 class RefusalRecords:
     def __init__(self, rp: AutoPipeline, keys: Keys, node: str) -> None:
         self.rp = rp
@@ -43,7 +53,7 @@ class RefusalRecords:
         number = sel.number if sel is not None else normalize_number(req.destination)
         return ["t", "c", "record_id", f"ref:{req.session}:{req.rating_group}:{req.request_number}",
                 "session_id", req.session, "rating_group", str(req.rating_group), "account", out.account,
-                "protocol", req.protocol, "service", req.service.value, "calling", req.calling,
+                "protocol", req.protocol, "service", req.service.value, "calling", _storable(req.calling),
                 "called", number, "prefix", sel.prefix if sel is not None else "",
                 "destination", sel.destination if sel is not None else "",
                 "start_time", (req.event_time or datetime.now(UTC)).astimezone(UTC).isoformat(),

@@ -146,7 +146,8 @@ def pg_counts(d: Daemon) -> dict[str, int]:
                 " (SELECT CASE WHEN to_regclass('usage_dead_letters') IS NULL THEN NULL ELSE 0 END) AS dl")[0]
     out = {"usage": int(row["usage"]), "cdrs": int(row["cdrs"]), "dead_letters": 0, "dead_usage": 0}
     if row["dl"] is not None:
-        dl = pg(d, "SELECT count(*) AS n, count(*) FILTER (WHERE record_id NOT LIKE 'cdr:%') AS u"
+        dl = pg(d, "SELECT count(*) AS n, count(*) FILTER (WHERE record_id NOT LIKE 'cdr:%'"
+                   " AND record_id NOT LIKE 'ref:%') AS u"  # CDRs: of sessions, of refused attempts
                    " FROM usage_dead_letters")[0]
         out["dead_letters"], out["dead_usage"] = int(dl["n"]), int(dl["u"])
     return out

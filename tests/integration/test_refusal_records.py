@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
@@ -46,3 +48,14 @@ async def test_each_refusal_is_one_zero_duration_record(core: Charging, redis_cl
     eur = lines["EUR"].document()
     assert (eur["attempts"], eur["answered"], eur["asr"]) == (4, 1, "25.00")  # ASR is real
     assert lines[""].attempts == 1 and lines[""].answered == 0  # an unknown subscriber has no currency
+
+
+async def test_a_refused_subscriber_with_a_nul_is_still_a_record(core: Charging, flusher: Flusher,
+                                                                  pg: asyncpg.Connection) -> None:
+    """An unknown subscriber is the refusal's calling number as it came (a fuzzed Subscription-Id may hold a
+    NUL, which PostgreSQL text refuses): it is stored escaped, never dead-lettered."""
+    req = dataclasses.replace(voice("n1", 0, sub="ab\x00c"), calling="ab\x00c")
+    assert (await core.initiate(req)).status is Status.UNKNOWN_SUBSCRIBER
+    await flusher.flush_all()
+    assert await pg.fetchval("SELECT calling FROM cdrs WHERE session_id = 'n1'") == "ab\\x00c"
+    assert await pg.fetchval("SELECT count(*) FROM usage_dead_letters") == 0
