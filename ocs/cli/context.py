@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -72,3 +73,20 @@ def add_json(p: argparse.ArgumentParser) -> None:
 
 def emit(ctx: Context, doc: dict[str, Any], text: str) -> None:
     print(json.dumps(doc, indent=2, default=str) if ctx.json else text)
+
+
+class Bar:
+    """A progress bar on stderr when it is a terminal; nothing otherwise (the summary line says it all)."""
+
+    def __init__(self, doing: str, unit: str) -> None:
+        self.doing, self.unit = doing, unit
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.tty:
+            return
+        filled = 30 * done // max(total, 1)
+        print(f"\r{self.doing} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {self.unit}", end="",
+              file=sys.stderr, flush=True)
+        if done >= total:
+            print(file=sys.stderr)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import sys
 from pathlib import Path
 from typing import Any
 
 from ocs.billing import invoice_docs, invoices, mail, pdf
 from ocs.billing.errors import Invalid
 from ocs.billing.errors import Refused as BillingRefused
-from ocs.cli.context import Context, Refused, Verb, add_json, emit
+from ocs.cli.context import Bar, Context, Refused, Verb, add_json, emit
 from ocs.store import provision
 
 
@@ -72,22 +71,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=billing_verb(send_cmd))
 
 
-class Bar:
-    """A progress bar on stderr when it is a terminal; nothing otherwise (the summary line says it all)."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.tty:
-            return
-        filled = 30 * done // max(total, 1)
-        print(f"\rinvoicing [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} accounts", end="",
-              file=sys.stderr, flush=True)
-        if done >= total:
-            print(file=sys.stderr)
-
-
 async def _apply_ledger(ctx: Context, accounts: list[str]) -> None:
     """Apply ledger rows billing wrote ahead (the daemon's sweep would, later) so balances are current now."""
     for account in accounts:
@@ -100,7 +83,7 @@ async def run_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     if period > invoices.today():
         raise Invalid("period", f"{args.period} has not begun")
     res = await invoices.run(await ctx.pg(), ctx.cfg.billing, period, account=args.account, issue_date=issue,
-                             progress=Bar())
+                             progress=Bar("invoicing", "accounts"))
     await _apply_ledger(ctx, res.credited_accounts)
     doc = {"period": args.period, "created": res.created, "existing": res.existing, "invoices": res.invoices}
     rows = [f"{d['number']}  {d['account']:<20} {d['gross']:>12} {d['currency']}  due {d['due_date']}  {d['status']}"

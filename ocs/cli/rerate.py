@@ -7,7 +7,6 @@ After the records and the ledger rows are committed, the adjustments are applied
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -17,7 +16,7 @@ from ocs import money
 from ocs.billing import rerate
 from ocs.billing.errors import Invalid
 from ocs.billing.errors import Refused as BillingRefused
-from ocs.cli.context import Context, Refused, Usage, add_json, emit
+from ocs.cli.context import Bar, Context, Refused, Usage, add_json, emit
 from ocs.store import accounts_db, provision
 
 SHOWN = 20  # accounts listed in the text summary (--json lists all)
@@ -44,22 +43,6 @@ def parse_bound(raw: str, option: str) -> datetime:
         except ValueError:
             raise Usage(f"{option}: not an ISO 8601 date: {raw!r}") from None
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
-class Bar:
-    """A progress bar on stderr when it is a terminal; nothing otherwise (the summary says it all)."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.tty:
-            return
-        filled = 30 * done // max(total, 1)
-        print(f"\rre-rating [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} records", end="",
-              file=sys.stderr, flush=True)
-        if done >= total:
-            print(file=sys.stderr)
 
 
 async def apply_pending(ctx: Context) -> int:
@@ -130,7 +113,7 @@ async def rerate_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     earlier = 0 if req.dry_run else await apply_pending(ctx)
     reader = None if req.dry_run else await _second_connection(ctx)
     try:
-        bar = Bar()
+        bar = Bar("re-rating", "records")
         res = await rerate.run(conn, req, bar if bar.tty else None, reader)  # no terminal: not even the count
     except Invalid as exc:
         raise Usage(f"--{exc.field}: {exc.message}") from None
