@@ -19,7 +19,7 @@ from ocs.api.deps import Services, services
 from ocs.api.problems import Problem
 from ocs.api.web import overview
 from ocs.api.web.pages import pdf_response, redirect, render
-from ocs.api.web.sessions import LOGIN_CSRF, WebSession, login_token, same, set_cookie
+from ocs.api.web.sessions import WebSession, end, login_page, login_posted, same, start
 from ocs.billing import customers, invoice_docs, pdf, pins, vouchers
 from ocs.billing.errors import Refused
 from ocs.store import accounts_db
@@ -61,10 +61,7 @@ def _failed(request: Request, alias: str) -> None:
 
 @router.get("/login")
 async def login_form(request: Request, error: str = "") -> Response:
-    token = login_token(request)
-    page = render(request, "my_login.html", error=error, csrf=token, status=401 if error else 200)
-    set_cookie(page, request, LOGIN_CSRF, token, "/my")
-    return page
+    return login_page(request, "my_login.html", "my", error)
 
 
 async def _account_of(svc: Services, alias: str, password: str) -> str | None:
@@ -81,27 +78,21 @@ async def login(request: Request, svc: Svc, alias: Annotated[str, Form(max_lengt
                 password: Annotated[str, Form(max_length=256)] = "",
                 csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
     alias = alias.strip()
-    if not same(csrf, request.cookies.get(LOGIN_CSRF, "")):
-        return await login_form(request, "The form expired: try again.")
+    if not login_posted(request, csrf):
+        return login_page(request, "my_login.html", "my", "The form expired: try again.")
     if _locked(request, alias):
-        return await login_form(request, "Too many wrong passwords: wait a minute and try again.")
+        return login_page(request, "my_login.html", "my", "Too many wrong passwords: wait a minute and try again.")
     account = await _account_of(svc, alias, password) if alias and password else None
     if account is None:
         _failed(request, alias)
-        return await login_form(request, "Wrong number or password.")
+        return login_page(request, "my_login.html", "my", "Wrong number or password.")
     request.app.state.my_failures.pop(alias, None)
-    sid, _s = request.app.state.web_sessions.create("my", account)
-    response = redirect("/my")
-    set_cookie(response, request, "ocs_my", sid, "/my")
-    return response
+    return start(request, "my", account)
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    request.app.state.web_sessions.drop(request, "my")
-    response = redirect("/my/login")
-    response.delete_cookie("ocs_my", path="/my")
-    return response
+    return end(request, "my")
 
 
 @router.get("")

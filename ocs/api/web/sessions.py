@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ocs.api.web.pages import redirect, render
+
 COOKIE = {"ui": "ocs_ui", "my": "ocs_my"}
 LOGIN_CSRF = "ocs_login_csrf"
 IDLE_SECONDS = 8 * 3600
@@ -78,3 +80,34 @@ def same(a: str, b: str) -> bool:
 def login_token(request: Request) -> str:
     """The double-submit token of a login form: the cookie's, or a new one (the page sets it)."""
     return request.cookies.get(LOGIN_CSRF) or secrets.token_urlsafe(24)
+
+
+# -- what the two login forms, their sessions and their logouts share (kind "ui" or "my": also the path) ----
+
+def login_page(request: Request, template: str, kind: str, error: str = "") -> Response:
+    """A login form carrying its double-submit token (set as a cookie on the form's path); 401 with an error."""
+    token = login_token(request)
+    page = render(request, template, error=error, csrf=token, status=401 if error else 200)
+    set_cookie(page, request, LOGIN_CSRF, token, f"/{kind}")
+    return page
+
+
+def login_posted(request: Request, csrf: str) -> bool:
+    """Did the login post come from our form (its hidden token equals the cookie)?"""
+    return same(csrf, request.cookies.get(LOGIN_CSRF, ""))
+
+
+def start(request: Request, kind: str, subject: str) -> Response:
+    """Logged in: a new session, its cookie, and on to the first page."""
+    sid, _s = request.app.state.web_sessions.create(kind, subject)
+    response = redirect(f"/{kind}")
+    set_cookie(response, request, COOKIE[kind], sid, f"/{kind}")
+    return response
+
+
+def end(request: Request, kind: str) -> Response:
+    """Logged out: the session dropped, its cookie deleted, back to the login form."""
+    request.app.state.web_sessions.drop(request, kind)
+    response = redirect(f"/{kind}/login")
+    response.delete_cookie(COOKIE[kind], path=f"/{kind}")
+    return response

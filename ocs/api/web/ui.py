@@ -21,7 +21,7 @@ from ocs.api.problems import Problem
 from ocs.api.tokens import Principal
 from ocs.api.web import overview
 from ocs.api.web.pages import pdf_response, redirect, render
-from ocs.api.web.sessions import LOGIN_CSRF, WebSession, login_token, same, set_cookie
+from ocs.api.web.sessions import WebSession, end, login_page, login_posted, same, start
 from ocs.billing import account_search, account_status, cdrs, customers, invoice_docs, ledger, pdf
 from ocs.billing.errors import Refused
 from ocs.control.dispatch import Dispatcher
@@ -74,32 +74,23 @@ def _page(request: Request, template: str, s: WebSession, who: Principal, **ctx:
 
 @router.get("/login")
 async def login_form(request: Request, error: str = "") -> Response:
-    token = login_token(request)
-    page = render(request, "login.html", error=error, csrf=token, kind="ui", status=401 if error else 200)
-    set_cookie(page, request, LOGIN_CSRF, token, "/ui")
-    return page
+    return login_page(request, "login.html", "ui", error)
 
 
 @router.post("/login")
 async def login(request: Request, svc: Svc, token: Annotated[str, Form(max_length=512)] = "",
                 csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
-    if not same(csrf, request.cookies.get(LOGIN_CSRF, "")):
-        return await login_form(request, "The form expired: try again.")
+    if not login_posted(request, csrf):
+        return login_page(request, "login.html", "ui", "The form expired: try again.")
     who = await svc.tokens.principal(token.strip()) if token.strip() else None
     if who is None:
-        return await login_form(request, "That token is not valid (unknown, revoked or expired).")
-    sid, _s = request.app.state.web_sessions.create("ui", token.strip())
-    response = redirect("/ui")
-    set_cookie(response, request, "ocs_ui", sid, "/ui")
-    return response
+        return login_page(request, "login.html", "ui", "That token is not valid (unknown, revoked or expired).")
+    return start(request, "ui", token.strip())
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    request.app.state.web_sessions.drop(request, "ui")
-    response = redirect("/ui/login")
-    response.delete_cookie("ocs_ui", path="/ui")
-    return response
+    return end(request, "ui")
 
 
 # -- pages -----------------------------------------------------------------------------------------
