@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import asyncpg
@@ -90,3 +91,15 @@ class Bar:
               file=sys.stderr, flush=True)
         if done >= total:
             print(file=sys.stderr)
+
+
+def instant(raw: str, option: str) -> datetime:
+    """An ISO 8601 date or date-time given to ``option`` (a period bound): without an offset it is UTC."""
+    try:
+        ts = datetime.fromisoformat(raw)
+    except ValueError:
+        try:
+            ts = datetime.combine(date.fromisoformat(raw), time())
+        except ValueError:
+            raise Usage(f"{option}: not an ISO 8601 date: {raw!r}") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)

@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from typing import IO, Any
 
 from redis.exceptions import ResponseError
@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 from ocs import money
 from ocs.billing import bundles
 from ocs.cli import cdr_import
-from ocs.cli.context import Context, Refused, Usage, add_json, emit
+from ocs.cli.context import Context, Refused, Usage, add_json, emit, instant
 from ocs.reports import cdr_export
 from ocs.store import accounts_db, migrate, placement, provision, records
 from ocs.store.keys import USAGE_GROUP
@@ -55,22 +55,10 @@ async def migrate_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     return doc
 
 
-def _bound(raw: str | None, name: str) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        ts = datetime.fromisoformat(raw)
-    except ValueError:
-        try:
-            ts = datetime.combine(date.fromisoformat(raw), time())
-        except ValueError:
-            raise Usage(f"{name}: not an ISO 8601 date: {raw!r}") from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 async def export_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     """Stream the CDRs (ocs.reports.cdr_export) to stdout or ``-o FILE``; XLSX needs a file or a pipe."""
-    start, end = _bound(args.start, "--from"), _bound(args.end, "--to")
+    start = instant(args.start, "--from") if args.start else None
+    end = instant(args.end, "--to") if args.end else None
     fmt = "json" if ctx.json and args.format == "csv" else args.format
     conn = await ctx.pg()
     if fmt == "xlsx":

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from ocs.cli.context import Context, Usage, add_json, emit
+from ocs.cli.context import Context, Usage, add_json, emit, instant
 from ocs.reports import report_files
 from ocs.reports.usage_report import BY, SERVICES, Query, ReportError, documents, usage
 
@@ -44,19 +43,8 @@ def _period(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", dest="end", required=True, help="end day (or ISO time, UTC), exclusive")
 
 
-def _when(raw: str, name: str) -> datetime:
-    try:
-        ts = datetime.fromisoformat(raw)
-    except ValueError:
-        try:
-            ts = datetime.combine(date.fromisoformat(raw), time())
-        except ValueError:
-            raise Usage(f"{name}: not an ISO 8601 date: {raw!r}") from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 def _query(args: argparse.Namespace, by: str) -> Query:
-    q = Query(_when(args.start, "--from"), _when(args.end, "--to"), by, getattr(args, "account", None),
+    q = Query(instant(args.start, "--from"), instant(args.end, "--to"), by, getattr(args, "account", None),
               args.service)
     try:
         q.check()

@@ -7,7 +7,6 @@ After the records and the ledger rows are committed, the adjustments are applied
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, date, datetime, time
 from typing import Any
 
 import asyncpg
@@ -16,7 +15,7 @@ from ocs import money
 from ocs.billing import rerate
 from ocs.billing.errors import Invalid
 from ocs.billing.errors import Refused as BillingRefused
-from ocs.cli.context import Bar, Context, Refused, Usage, add_json, emit
+from ocs.cli.context import Bar, Context, Refused, Usage, add_json, emit, instant
 from ocs.store import accounts_db, provision
 
 SHOWN = 20  # accounts listed in the text summary (--json lists all)
@@ -31,18 +30,6 @@ def register(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="report what would change; change nothing")
     add_json(p)
     p.set_defaults(func=rerate_cmd)
-
-
-def parse_bound(raw: str, option: str) -> datetime:
-    """ISO 8601 date or date-time; without an offset it is UTC (as ``cdr export``)."""
-    try:
-        ts = datetime.fromisoformat(raw)
-    except ValueError:
-        try:
-            ts = datetime.combine(date.fromisoformat(raw), time())
-        except ValueError:
-            raise Usage(f"{option}: not an ISO 8601 date: {raw!r}") from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 async def apply_pending(ctx: Context) -> int:
@@ -104,7 +91,7 @@ async def _second_connection(ctx: Context) -> asyncpg.Connection | None:
 
 
 async def rerate_cmd(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
-    req = rerate.Request(parse_bound(args.start, "--from"), parse_bound(args.end, "--to"), args.account,
+    req = rerate.Request(instant(args.start, "--from"), instant(args.end, "--to"), args.account,
                          args.tariff, args.dry_run)
     if req.start >= req.end:
         raise Usage("--to: must be after --from (the period is [--from, --to))")
