@@ -23,7 +23,7 @@ from ocs import config
 from ocs.api.problems import Problem
 from ocs.api.tokens import Principal, TokenCache
 from ocs.metrics import Metrics
-from ocs.store import accounts_db
+from ocs.store import accounts_db, live_sessions
 from ocs.store.keys import Keys
 from ocs.store.provision import Conn
 
@@ -140,3 +140,17 @@ async def owned_ids(conn: Conn, who: Principal) -> list[str] | None:
     if who.role != "reseller":
         return None
     return [r["id"] for r in await conn.fetch("SELECT id FROM accounts WHERE reseller = $1", who.reseller)]
+
+
+async def visible_sessions(svc: Services, who: Principal, account: str | None) -> list[dict[str, Any]]:
+    """Open sessions the caller may see (of ``account``, checked as :func:`own_account`): a reseller's are
+    one SCAN filtered by its subscribers, not one SCAN per subscriber."""
+    async with svc.pool.acquire() as conn:
+        if account is not None:
+            await own_account(conn, who, account)
+        mine = await owned_ids(conn, who)
+    rows = await live_sessions.listing(svc.redis, svc.keys, account)
+    if mine is not None and account is None:
+        allowed = set(mine)
+        rows = [r for r in rows if r["account"] in allowed]
+    return rows

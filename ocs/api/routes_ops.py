@@ -17,7 +17,18 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 
-from ocs.api.deps import Page, Services, allow, chunked, own_account, owned_ids, page, reseller_of, services
+from ocs.api.deps import (
+    Page,
+    Services,
+    allow,
+    chunked,
+    own_account,
+    owned_ids,
+    page,
+    reseller_of,
+    services,
+    visible_sessions,
+)
 from ocs.api.problems import Problem, responses
 from ocs.api.tokens import Principal
 from ocs.billing import cdrs
@@ -25,7 +36,7 @@ from ocs.control.dispatch import Dispatcher
 from ocs.control.model import Ack
 from ocs.rating import documents
 from ocs.rating.engine import CompiledTariff
-from ocs.store import live_sessions, tariffs
+from ocs.store import tariffs
 from ocs.store.control_bus import ControlBus
 
 router = APIRouter(responses=responses(401, 403, 422))
@@ -39,14 +50,7 @@ async def list_sessions(who: Annotated[Principal, Depends(allow("sessions:read")
                         svc: Annotated[Services, Depends(services)], pg: Annotated[Page, Depends(page)],
                         account: Annotated[str | None, Query(min_length=1, max_length=128)] = None
                         ) -> dict[str, Any]:
-    async with svc.pool.acquire() as conn:
-        if account is not None:
-            await own_account(conn, who, account)
-        mine = await owned_ids(conn, who)
-    rows = await live_sessions.listing(svc.redis, svc.keys, account)
-    if mine is not None and account is None:  # one SCAN and a filter, not one SCAN per subscriber
-        allowed = set(mine)
-        rows = [r for r in rows if r["account"] in allowed]
+    rows = await visible_sessions(svc, who, account)
     return pg.document(rows[pg.offset:pg.offset + pg.limit + 1], "sessions")
 
 

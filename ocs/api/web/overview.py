@@ -17,17 +17,15 @@ from typing import Any
 from fastapi import FastAPI
 
 from ocs import money
-from ocs.api.deps import Services
+from ocs.api.deps import Services, reseller_of, visible_sessions
+from ocs.api.tokens import Principal
 from ocs.billing import cdrs
-from ocs.store import live_sessions
 from ocs.store.provision import Conn
 
 
-async def _live(svc: Services, reseller: str | None) -> int:
-    if reseller is not None:
-        async with svc.pool.acquire() as conn:
-            ids = [r["id"] for r in await conn.fetch("SELECT id FROM accounts WHERE reseller = $1", reseller)]
-        return sum([len(await live_sessions.listing(svc.redis, svc.keys, a)) for a in ids])
+async def _live(svc: Services, who: Principal) -> int:
+    if reseller_of(who) is not None:
+        return len(await visible_sessions(svc, who, None))
     pipe = svc.redis.pipeline(transaction=False)
     for shard in range(svc.keys.shards):
         pipe.zcard(svc.keys.expiry(shard))
@@ -71,10 +69,10 @@ async def _today(conn: Conn) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                      "asr": f"{100 * answered / attempts:.1f}" if attempts else ""}
 
 
-async def facts(app: FastAPI, svc: Services, reseller: str | None) -> dict[str, Any]:
+async def facts(app: FastAPI, svc: Services, who: Principal) -> dict[str, Any]:
     rate = _rate(app, svc.requests_total)
-    out: dict[str, Any] = {"live": await _live(svc, reseller), "rate": "" if rate is None else f"{rate:,.1f}"}
-    if reseller is None:
+    out: dict[str, Any] = {"live": await _live(svc, who), "rate": "" if rate is None else f"{rate:,.1f}"}
+    if reseller_of(who) is None:
         async with svc.pool.acquire() as conn:
             out["revenue"], out["today"] = await _today(conn)
     return out

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import Response, StreamingResponse
 
 from ocs import money
-from ocs.api.deps import PERMISSIONS, Services, own_account, owned_ids, reseller_of, services
+from ocs.api.deps import PERMISSIONS, Services, own_account, owned_ids, reseller_of, services, visible_sessions
 from ocs.api.problems import Problem
 from ocs.api.tokens import Principal
 from ocs.api.web import overview
@@ -98,7 +98,7 @@ async def logout(request: Request) -> Response:
 @router.get("")
 async def home(request: Request, svc: Svc, who: Who) -> Response:
     s, p = who
-    facts = await overview.facts(request.app, svc, reseller_of(p))
+    facts = await overview.facts(request.app, svc, p)
     return _page(request, "overview.html", s, p, facts=facts)
 
 
@@ -163,14 +163,7 @@ async def block(request: Request, svc: Svc, who: Who, account_id: str, action: s
 async def sessions(request: Request, svc: Svc, who: Who, account: str = "") -> Response:
     s, p = who
     _may(p, "sessions:read")
-    async with svc.pool.acquire() as conn:
-        if account:
-            await own_account(conn, p, account)
-        mine = await owned_ids(conn, p)
-    if mine is not None and not account:
-        rows = [r for a in mine for r in await live_sessions.listing(svc.redis, svc.keys, a)]
-    else:
-        rows = await live_sessions.listing(svc.redis, svc.keys, account or None)
+    rows = await visible_sessions(svc, p, account or None)
     return _page(request, "sessions.html", s, p, sessions=rows[:500], total=len(rows), account=account)
 
 
