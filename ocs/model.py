@@ -55,7 +55,7 @@ class EventAction(enum.Enum):
     PRICE_ENQUIRY = "price_enquiry"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built per request: slots, not frozen (a frozen init costs ~2 µs more)
 class ChargeRequest:
     """One charging request, whatever protocol carried it.
 
@@ -90,7 +90,7 @@ class ChargeRequest:
     reach: str = ""  # how the front end reaches the session's client later (RADIUS: NAS address, user), kept as is
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built per request (and per stored-outcome replay): slots, not frozen
 class Outcome:
     """The tagged answer of a verb.
 

@@ -36,6 +36,7 @@ log = structlog.get_logger("ocs.diameter")
 
 
 _COMMAND_NAMES = {c.CER: "cer", c.DWR: "dwr", c.DPR: "dpr", c.CCR: "ccr"}
+_REQUEST_TYPES = {1: "initial", 2: "update", 3: "termination", 4: "event"}  # metric label of a CC-Request-Type
 
 
 class PeerClosed(ConnectionError):
@@ -356,7 +357,7 @@ class Peer(asyncio.Protocol):
         rtype = "unknown"
         try:
             ccr = gy.parse_ccr(msg)
-            rtype = {1: "initial", 2: "update", 3: "termination", 4: "event"}[ccr.request_type]
+            rtype = _REQUEST_TYPES[ccr.request_type]
             outcomes = await gy.handle_ccr(self.server.core, ccr)
             answer = gy.encode_cca(ccr, outcomes, self.cfg.origin_host, self.cfg.origin_realm, msg.hop_by_hop,
                                    msg.end_to_end, msg.flags)
