@@ -11,6 +11,7 @@ identical CCA (RFC 4006 section 5.1, duplicate detection).
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -267,25 +268,44 @@ async def handle_ccr(core: ChargingCore, ccr: Ccr) -> list[Outcome]:
     return list(await asyncio.gather(*calls))
 
 
-def _gsu(req: ChargeRequest, out: Outcome) -> bytes:
-    if req.service is Service.VOICE:
-        unit = codec.u32(c.CC_TIME, out.granted_units)
-    elif req.service is Service.DATA:
-        unit = codec.u64(c.CC_TOTAL_OCTETS, out.granted_units)
+@functools.lru_cache(maxsize=4096)
+def _gsu(service: Service, units: int) -> bytes:
+    """Granted-Service-Unit: a few distinct grants (60 s, the quota) cover most answers, so each is packed once."""
+    if service is Service.VOICE:
+        unit = codec.u32(c.CC_TIME, units)
+    elif service is Service.DATA:
+        unit = codec.u64(c.CC_TOTAL_OCTETS, units)
     else:
-        unit = codec.u64(c.CC_SERVICE_SPECIFIC_UNITS, out.granted_units)
+        unit = codec.u64(c.CC_SERVICE_SPECIFIC_UNITS, units)
     return codec.grouped(c.GRANTED_SERVICE_UNIT, unit)
+
+
+@functools.lru_cache(maxsize=4096)
+def _u32(code: int, value: int) -> bytes:
+    """An Unsigned32 AVP from a small set of values (result codes, request types, rating groups,
+    validity): packed once, not per answer."""
+    return codec.u32(code, value)
+
+
+@functools.lru_cache(maxsize=64)
+def _identity(origin_host: str, origin_realm: str) -> bytes:
+    """Origin-Host, Origin-Realm and Auth-Application-Id of every CCA: the same bytes each time."""
+    return codec.utf8(c.ORIGIN_HOST, origin_host) + codec.utf8(c.ORIGIN_REALM, origin_realm) + \
+        codec.u32(c.AUTH_APPLICATION_ID, c.APP_CC)
+
+
+_FINAL_UNIT_TERMINATE = codec.grouped(c.FINAL_UNIT_INDICATION, codec.u32(c.FINAL_UNIT_ACTION, 0))
 
 
 def _grant_avps(ccr: Ccr, req: ChargeRequest, out: Outcome) -> list[bytes]:
     parts: list[bytes] = []
     granting = out.status is Status.GRANTED and ccr.request_type in (c.INITIAL, c.UPDATE)
     if granting or (ccr.request_type == c.EVENT and out.ok and ccr.action is EventAction.DIRECT_DEBITING):
-        parts.append(_gsu(req, out))
+        parts.append(_gsu(req.service, out.granted_units))
     if granting and out.validity_seconds:
-        parts.append(codec.u32(c.VALIDITY_TIME, out.validity_seconds))
+        parts.append(_u32(c.VALIDITY_TIME, out.validity_seconds))
     if granting and out.final:
-        parts.append(codec.grouped(c.FINAL_UNIT_INDICATION, codec.u32(c.FINAL_UNIT_ACTION, 0)))
+        parts.append(_FINAL_UNIT_TERMINATE)
     return parts
 
 
@@ -308,15 +328,14 @@ def encode_cca(ccr: Ccr, outcomes: list[Outcome], origin_host: str, origin_realm
                hop_by_hop: int, end_to_end: int, request_flags: int = 0) -> bytes:
     """The CCA; its P bit is the request's (RFC 6733 section 6.2: an answer's P equals the request's)."""
     result = command_result(outcomes)
-    body = [codec.utf8(c.SESSION_ID, ccr.session_echo or ccr.session_id), codec.u32(c.RESULT_CODE, result),
-            codec.utf8(c.ORIGIN_HOST, origin_host), codec.utf8(c.ORIGIN_REALM, origin_realm),
-            codec.u32(c.AUTH_APPLICATION_ID, c.APP_CC), codec.u32(c.CC_REQUEST_TYPE, ccr.request_type),
+    body = [codec.utf8(c.SESSION_ID, ccr.session_echo or ccr.session_id), _u32(c.RESULT_CODE, result),
+            _identity(origin_host, origin_realm), _u32(c.CC_REQUEST_TYPE, ccr.request_type),
             codec.u32(c.CC_REQUEST_NUMBER, ccr.request_number)]
     if ccr.mscc:
         for req, out in zip(ccr.requests, outcomes, strict=True):
             inner = _grant_avps(ccr, req, out)
-            inner.append(codec.u32(c.RATING_GROUP, req.rating_group))
-            inner.append(codec.u32(c.RESULT_CODE, RESULT_OF[out.status]))
+            inner.append(_u32(c.RATING_GROUP, req.rating_group))
+            inner.append(_u32(c.RESULT_CODE, RESULT_OF[out.status]))
             body.append(codec.grouped(c.MULTIPLE_SERVICES_CREDIT_CONTROL, *inner))
     elif outcomes:
         body += _grant_avps(ccr, ccr.requests[0], outcomes[0])
