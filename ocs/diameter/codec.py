@@ -27,14 +27,24 @@ class CodecError(ValueError):
         self.avp_code = avp_code
 
 
-@dataclass
+@dataclass(slots=True)  # one per AVP of every message: slots, and no copy of its bytes but the data
 class Avp:
     code: int
     flags: int
     vendor: int
     data: bytes
-    raw: bytes = b""  # the whole encoded AVP (for Failed-AVP)
     _group: list[Avp] | None = field(default=None, repr=False, compare=False)  # group(), decoded once
+
+    @property
+    def raw(self) -> bytes:
+        """The whole AVP as it came, without padding (for Failed-AVP, RFC 6733 section 7.5).
+
+        Rebuilt from its parts, which is exact: the header says only code, flags, length (of
+        header and data) and vendor.  Kept out of decoding, which made a second slice per AVP.
+        """
+        vendor = self.flags & AVP_V
+        head = _HEAD.pack(self.code, (self.flags << 24) | ((12 if vendor else 8) + len(self.data)))
+        return head + _U32.pack(self.vendor) + self.data if vendor else head + self.data
 
     @property
     def mandatory(self) -> bool:
@@ -99,19 +109,27 @@ def find(avps: list[Avp], code: int, vendor: int = 0) -> Avp | None:
     return None
 
 
+_HEAD = struct.Struct("!II")
+_U32 = struct.Struct("!I")
+
+
 def decode_avps(buf: bytes) -> list[Avp]:
     out = []
     pos, end = 0, len(buf)
+    head, u32 = _HEAD.unpack_from, _U32.unpack_from
     while pos < end:
         if end - pos < 8:
             raise CodecError("truncated AVP header")
-        code, flags_len = struct.unpack_from("!II", buf, pos)
+        code, flags_len = head(buf, pos)
         flags, length = flags_len >> 24, flags_len & 0xFFFFFF
-        hdr = 12 if flags & AVP_V else 8
-        if length < hdr or pos + length > end:
-            raise CodecError(f"AVP {code}: bad length {length}", code)
-        vendor = struct.unpack_from("!I", buf, pos + 8)[0] if flags & AVP_V else 0
-        out.append(Avp(code, flags, vendor, buf[pos + hdr:pos + length], buf[pos:pos + length]))
+        if flags & AVP_V:
+            if length < 12 or pos + length > end:
+                raise CodecError(f"AVP {code}: bad length {length}", code)
+            out.append(Avp(code, flags, u32(buf, pos + 8)[0], buf[pos + 12:pos + length]))
+        else:
+            if length < 8 or pos + length > end:
+                raise CodecError(f"AVP {code}: bad length {length}", code)
+            out.append(Avp(code, flags, 0, buf[pos + 8:pos + length]))
         pos += (length + 3) & ~3
     return out
 
