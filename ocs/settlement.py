@@ -56,6 +56,10 @@ class Settlement:
         """When a hold expires: ``hold_seconds`` from now (RADIUS), else validity + grace."""
         return ms(datetime.now(UTC) + timedelta(seconds=hold_seconds or self.cfg.charging.hold_seconds))
 
+    def expiry_after(self, now_ms: int, hold_seconds: int | None) -> int:
+        """:meth:`expiry_ms` from a ``now`` the caller already read (one clock read per request)."""
+        return now_ms + 1000 * (hold_seconds or self.cfg.charging.hold_seconds)
+
     async def account_of(self, req: ChargeRequest) -> str | None:
         """Whose session: this node's memory, else the request's subscriber (None: the session index)."""
         account = self.states.owner(req.subscriber, req.session)
@@ -100,39 +104,42 @@ class Settlement:
             tariff.select(st.f["dest"], st.start, st.service)
         if sel is None:  # the version a session started on cannot lose its row; defensive
             return Outcome(Status.ERROR, reason="session no longer rateable")
-        used, excess = settle(req, st.used, st.excess, st.granted, self.cfg.charging.max_overuse_seconds)
+        f, used0, xs0 = st.f, st.used, st.excess  # each property parses the hash field: read once
+        used, excess = settle(req, used0, xs0, st.granted, self.cfg.charging.max_overuse_seconds)
         money_used, bundle = used, ""
-        if "bk" in st.f:  # bundles: the included part is not charged; money rates the rest as one call
-            inc = included_total(int(st.f.get("iu") or 0), int(st.f.get("ih") or 0), st.used, used)
+        if "bk" in f:  # bundles: the included part is not charged; money rates the rest as one call
+            inc = included_total(int(f.get("iu") or 0), int(f.get("ih") or 0), used0, used)
             money_used, bundle = used - inc, bundle_debit_arg(cap, inc)
         rating = tariff.rate(sel, money_used)
-        fx = st.f.get("fx")  # a session charged in another currency than its tariff's: the rate of its start
+        fx = f.get("fx")  # a session charged in another currency than its tariff's: the rate of its start
         rate = to_fraction(fx) if fx else None
         charge = rating.charge if rate is None else converted_charge(rating, rate)
         if beyond_exact(charge):
             return self._refuse_beyond_exact(req, st.account, charge)
-        self._overuse(req, st.account, excess, used)
+        if excess:
+            self._overuse(req, st.account, excess, used)
         plan: GrantPlan | None = None if terminate else tariff.grant_plan(sel, money_used, cap, done=rating)
         if rate is not None and plan is not None:
             plan = fold_plan(plan, rate)
             if plan is None:
                 return self._refuse_beyond_exact(req, st.account, charge)
         now = datetime.now(UTC)
-        d = Debit(req.request_number, st.f.get("used", "0"), used, charge, rating.billed_units,
-                  used - st.used, iso(req.event_time or now), st.excess + excess, excess,
+        now_ms = ms(now)
+        d = Debit(req.request_number, f.get("used", "0"), used, charge, rating.billed_units,
+                  used - used0, iso(req.event_time or now), xs0 + excess, excess,
                   req.termination_cause or "", plan, bundle)
-        t = Target(st.account, st.sid, st.rg, st.currency)
-        leg = await self.resale.settle(st, used, plan, cap) if "rs" in st.f else None  # resellers (ocs.resale)
-        code, out = await self.scripts.debit(t, d, ms(now), self.expiry_ms(req.hold_seconds), st.f.get("origin", ""),
-                                             leg)
+        t = Target(st.account, st.sid, st.rg, f.get("cur", ""))
+        leg = await self.resale.settle(st, used, plan, cap) if "rs" in f else None  # resellers (ocs.resale)
+        code, out = await self.scripts.debit(t, d, now_ms, self.expiry_after(now_ms, req.hold_seconds),
+                                             f.get("origin", ""), leg)
         if code == "OK" and out is not None and (out.balance or 0) < 0 and self.on_credit_limit is not None:
             await self._watch_credit_limit(st.account, out)
         if out is None or terminate or bundle:  # a bundle session's new included hold is the script's
             self.states.forget(st.account, st.sid, st.rg)
         elif code == "OK":
             self.states.keep(SessionState(st.account, st.sid, st.rg, {
-                **st.f, "used": str(used), "chg": str(charge), "hunits": str(out.granted_units),
-                "xs": str(st.excess + excess)}, sel))
+                **f, "used": str(used), "chg": str(charge), "hunits": str(out.granted_units),
+                "xs": str(xs0 + excess)}, sel))
         return out
 
     async def _watch_credit_limit(self, account: str, out: Outcome) -> None:

@@ -59,7 +59,9 @@ class Units:
         return None
 
     def amount(self, service: Service) -> int | None:
-        return {Service.VOICE: self.time, Service.DATA: self.octets, Service.SMS: self.ssu}[service]
+        if service is Service.VOICE:
+            return self.time
+        return self.octets if service is Service.DATA else self.ssu
 
 
 @dataclass
