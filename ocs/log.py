@@ -8,7 +8,8 @@ secret never reaches a log line, whatever the caller passed.
 One line per charging event is on the hot path (it was ~20 % of the CPU of a
 CCR), so: loggers are cached on first use, secret-key checks are memoised,
 JSON is rendered by orjson, and inside the event loop the lines of one loop
-tick are written to stderr with one ``write`` (outside a loop, at once).
+tick are written to stderr with one ``write`` (outside a loop, at once). Under
+load the per-request info lines are sampled (``ocs.log_sampling``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import IO, Any
 
 import orjson
 import structlog
+
+from ocs.log_sampling import request_lines
 
 _SECRET_MARKERS = ("password", "secret", "chap", "authenticator", "pw")
 
@@ -62,7 +65,8 @@ def _render_json(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> s
 
 
 def flush() -> None:
-    """Write out lines still waiting for the end of a loop tick (process exit)."""
+    """Write out lines still waiting for the end of a loop tick (process exit), drops not yet reported first."""
+    request_lines.report()
     if _writer is not None:
         _writer.flush()
 
@@ -99,7 +103,9 @@ def charging_event(logger: Any, *, session: str, account: str, peer: str, outcom
     logger.info("charging", session=session, account=account, peer=peer, outcome=outcome, **kw)
 
 
-def configure(level: str = "info", fmt: str = "json") -> None:
+def configure(level: str = "info", fmt: str = "json", request_lines_per_second: int = 0) -> None:
+    """Set up structlog for a daemon; ``request_lines_per_second`` is the per-request line budget (ocs.log_sampling)."""
+    request_lines.configure(request_lines_per_second)
     lvl = getattr(logging, level.upper(), logging.INFO)
     renderer: Any = _render_json if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     global _writer  # noqa: PLW0603 - one process-wide writer, flushed at exit by flush()

@@ -30,6 +30,7 @@ from ocs.diameter import codec, gy
 from ocs.diameter import constants as c
 from ocs.diameter.codec import CodecError, Message
 from ocs.diameter.state import ServerState
+from ocs.log_sampling import request_lines
 from ocs.model import StoreUnavailable
 
 log = structlog.get_logger("ocs.diameter")
@@ -365,9 +366,10 @@ class Peer(asyncio.Protocol):
             if any(o.duplicate for o in outcomes):
                 self.server.metrics.child(self.server.metrics.duplicates, "diameter").inc()
             for req, out in zip(ccr.requests, outcomes, strict=True):
-                log.info("ccr", session=req.session, account=out.account, peer=self.peer_host, type=rtype,
-                         rating_group=req.rating_group, outcome=out.status.value, granted=out.granted_units,
-                         charged=out.charged, duplicate=out.duplicate)
+                if request_lines.allow("ccr"):  # sampled under load (ocs.log_sampling); check before the call
+                    log.info("ccr", session=req.session, account=out.account, peer=self.peer_host, type=rtype,
+                             rating_group=req.rating_group, outcome=out.status.value, granted=out.granted_units,
+                             charged=out.charged, duplicate=out.duplicate)
         except gy.GyError as exc:
             self._error(msg, exc.result, exc.failed, str(exc))
             return
