@@ -30,6 +30,7 @@ from ocs import __version__, config, sdnotify
 from ocs.charging import Charging
 from ocs.log import configure as configure_logging
 from ocs.log import flush as flush_logs
+from ocs.log_sampling import request_lines
 from ocs.metrics import Metrics
 from ocs.store import POSTGRES_DOWN, migrate
 from ocs.store.accounts_view import AccountView
@@ -350,13 +351,14 @@ class Daemon:
         return {"redis": redis_ok, "postgres": pg_ok, "degraded": not_degraded}
 
     async def _reload(self) -> None:
-        """SIGHUP: re-read the config file for RADIUS clients, reload tariffs; sessions stay."""
+        """SIGHUP: re-read the config file for RADIUS clients and the log line budget, reload tariffs; sessions stay."""
         try:
             new = config.load(self.config_path)
         except config.ConfigError as exc:
             log.error("reload_failed", error=str(exc))
             return
         self.radius.reload_clients(new.radius.clients)
+        request_lines.configure(new.log.request_lines_per_second)  # sampling on/off without a restart
         await self.core.reload_tariffs()
         log.info("reloaded", radius_clients=len(new.radius.clients))
 
@@ -427,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"ocsd: config: {exc}", file=sys.stderr)
         return 2
-    configure_logging(cfg.log.level, cfg.log.format)
+    configure_logging(cfg.log.level, cfg.log.format, cfg.log.request_lines_per_second)
     try:
         import uvloop
 

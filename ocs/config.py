@@ -138,6 +138,9 @@ class ApiConfig:
 class LogConfig:
     level: str = "info"
     format: str = "json"
+    # per-request info lines (ccr, access, accounting) written a second per process; beyond, dropped and
+    # counted in one request_lines_sampled line a second (ocs.log_sampling); 0: no limit, every line
+    request_lines_per_second: int = 200
 
 
 @dataclass(frozen=True)

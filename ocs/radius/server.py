@@ -25,6 +25,7 @@ from pyrad.dictionary import Dictionary
 
 from ocs.config import Config, RadiusClient, split_hostport
 from ocs.control.model import Ack, ControlResult
+from ocs.log_sampling import request_lines
 from ocs.metrics import Metrics
 from ocs.model import ChargeRequest, ChargingCore, Outcome, Service, Status, StoreUnavailable
 from ocs.radius import codec, dynauth
@@ -259,8 +260,9 @@ class RadiusServer:
                 attrs += _cisco("", m.CISCO_RETURN_CODE.get(out.status, m.CISCO_OTHER_REFUSAL))
             reply = codec.reply(pkt, codec.ACCESS_REJECT, client.secret, attrs)
         self._count("access", out)
-        log.info("access", session=session, account=out.account, peer=client.name, outcome=out.status.value,
-                 granted=out.granted_units, duplicate=out.duplicate)
+        if request_lines.allow("access"):  # sampled under load (ocs.log_sampling); check before the call
+            log.info("access", session=session, account=out.account, peer=client.name, outcome=out.status.value,
+                     granted=out.granted_units, duplicate=out.duplicate)
         return reply
 
     def _count(self, kind: str, out: Outcome) -> None:
@@ -320,8 +322,9 @@ class RadiusServer:
             self._count(status.name.lower(), out)
         else:  # a Start that bound the Access-Request's hold: counted as a granted start
             self.metrics.child(self.metrics.requests, "radius", "start", Status.GRANTED.value).inc()
-        log.info("accounting", session=sid, status=status.name, session_time=t,
-                 outcome=out.status.value if out else "bound", account=out.account if out else "")
+        if request_lines.allow("accounting"):  # sampled under load (ocs.log_sampling)
+            log.info("accounting", session=sid, status=status.name, session_time=t,
+                     outcome=out.status.value if out else "bound", account=out.account if out else "")
 
     # -- Dynamic Authorization (RFC 5176): what control asks of this front end --------------------
 

@@ -75,6 +75,7 @@ class Daemon:
     redis_url: str = REDIS_URL
     reuse_port: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    request_lines_per_second: int = 0  # every per-request log line by default (tests/e2e/test_log_sampling_e2e.py)
 
     @property
     def dsn(self) -> str:
@@ -134,6 +135,7 @@ listen = "127.0.0.1:{self.ports['http']}"
 [log]
 level = "info"
 format = "json"
+request_lines_per_second = {self.request_lines_per_second}
 {self.extra_toml}
 """
         )
