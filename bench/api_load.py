@@ -3,7 +3,9 @@
 One ocsd with the API on: Diameter CCRs paced at RATE/s (bench/diameter.py's open loop) alone,
 then again while another process reads heavy pages from the API (1,000 accounts or 1,000 CDRs
 each): at 10 pages a second, and with 8 clients as fast as answered.  The rows say what the API costs the charging path
-(CCR p50/p99 with and without it) and what the API itself serves meanwhile.
+(CCR p50/p99 with and without it) and what the API itself serves meanwhile.  Last, "money check:
+api_load" (bench/money.py) on alice, the one account charged: balance = ledger - usage, nothing
+reserved, one CDR per session, every record once; raises if not.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from bench import money
 from bench.common import proc_cpu_seconds, row
 from bench.diameter import _load, _paced
 from tests.support.daemon import Daemon, _pg, free_port, provision_demo
@@ -69,7 +72,9 @@ def _hammer(base: str, token: str, seconds: float, rate: float | None, out: Any)
     out.put(asyncio.run(main()))
 
 
-def _under_load(d: Daemon, port: int, token: str, seconds: int, rate: float | None) -> list[dict[str, Any]]:
+def _under_load(d: Daemon, port: int, token: str, seconds: int,
+                rate: float | None) -> tuple[list[dict[str, Any]], int]:
+    """The rows, and the Diameter sessions played (each to its CCR-T)."""
     assert d.proc is not None
     ctx = multiprocessing.get_context("fork")
     queue: Any = ctx.Queue()
@@ -84,7 +89,7 @@ def _under_load(d: Daemon, port: int, token: str, seconds: int, rate: float | No
     api_n, api_lat, codes = queue.get(timeout=120)
     proc.join(30)
     rows.append(row(f"  API GET 1,000-row pages ({what})", api_n, seconds + 1, api_lat, statuses=codes))
-    return rows
+    return rows, n // 4
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
@@ -102,11 +107,16 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         d.start()
         try:
             assert d.proc is not None
-            asyncio.run(_load(d.ports["diameter"], 10, 1))  # warm-up
+            warm, _e, _l = asyncio.run(_load(d.ports["diameter"], 10, 1))  # warm-up
             n, elapsed, lat = asyncio.run(_paced(d.ports["diameter"], RATE, seconds))
             rows.append(row(f"diameter CCR paced at {RATE}/s, API idle", n, elapsed, lat))
-            rows += _under_load(d, port, token, seconds, PAGES_PER_SECOND)
-            rows += _under_load(d, port, token, seconds, None)
+            sessions = (warm + n) // 4  # four CCRs a session, each played to its CCR-T
+            for rate in (PAGES_PER_SECOND, None):
+                more, played = _under_load(d, port, token, seconds, rate)
+                rows += more
+                sessions += played
+            # alice only: the seeded accounts' CDRs have no usage records behind them
+            rows.append(money.check(d, "api_load", sessions, accounts=["alice"]))
         finally:
             d.stop()
             d.cleanup()

@@ -98,10 +98,51 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _descendants(pid: int) -> list[int]:
+    """pid and every process below it (``ocsd --workers``: the supervisor and its workers)."""
+    import os
+
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
 def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU of another process (the ocsd under load), from /proc."""
+    """User + system CPU of another process (the ocsd under load) and of every process under it.
+
+    An ``ocsd`` with workers is a supervisor and N worker processes: its cost is their sum (and a
+    reference server's is its whole tree too, so both sides are counted alike).  Children already
+    reaped count through the parent's cutime/cstime.  Raises OSError when ``pid`` itself is gone.
+    """
     import os
     from pathlib import Path
 
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in _descendants(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            if p == pid:
+                raise
+            continue  # a child that ended between the scan and now
+        total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def tree_rss_mb(pid: int) -> float | None:
+    """Resident set size of a process and every process under it (ocsd's supervisor and workers), MiB."""
+    sizes = [rss_mb(p) for p in _descendants(pid)]
+    return round(sum(s for s in sizes if s is not None), 1) if sizes[0] is not None else None

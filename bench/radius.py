@@ -59,7 +59,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from bench.common import cpu_seconds, format_table, proc_cpu_seconds, row, rss_mb
+from bench import money
+from bench.common import cpu_seconds, format_table, proc_cpu_seconds, row, tree_rss_mb
 from tests.support.daemon import REDIS_URL, Daemon, free_port, provision_demo
 from tests.support.radius_client import SECRET, access, acct, exchange
 
@@ -95,14 +96,18 @@ class Result:
     elapsed: float = 0.0
     gen_cpu: float = 0.0
     gap: list[float] = field(default_factory=lambda: [0.0, 0.0])  # [last answer on any socket, longest silence]
+    lost_ends: int = 0  # calls whose last packet was given up or never sent (see blast's call_len)
+    send_lag: float = 0.0  # open loop: the longest a packet went out after its time on the clock
 
 
 class _Socket(asyncio.DatagramProtocol):
     """One connected UDP socket; slot i (RADIUS identifier i) sends queues[i] one packet at a time."""
 
-    def __init__(self, queues: list[list[bytes]], secret: bytes, res: Result, on_idle: Callable[[], None]) -> None:
+    def __init__(self, queues: list[list[bytes]], secret: bytes, res: Result, on_idle: Callable[[], None],
+                 call_len: int = 0) -> None:
         assert len(queues) <= 256
         self.queues = queues
+        self.call_len = call_len  # packets per call, each slot's queue being whole calls; 0: not counted
         self.secret = secret
         self.res = res
         self.lat = res.latencies
@@ -174,20 +179,32 @@ class _Socket(asyncio.DatagramProtocol):
                     self.transport.sendto(raw)  # same bytes: the server sees a retransmission
                 else:
                     self.res.lost += 1
+                    if self.call_len and self.nxt[i] % self.call_len == 0:  # the call's last packet
+                        self.res.lost_ends += 1
                     self._next(i, now)
 
     def abandon(self) -> None:
         """At the deadline: outstanding requests are lost, queued ones unsent."""
         for i, raw in enumerate(self.cur):
+            n, k = len(self.queues[i]), self.nxt[i]
             if raw is not None:
                 self.res.lost += 1
                 self.cur[i] = None
-            self.res.unsent += len(self.queues[i]) - self.nxt[i]
-            self.nxt[i] = len(self.queues[i])
+                if self.call_len and k % self.call_len == 0:
+                    self.res.lost_ends += 1
+            if self.call_len:  # calls ending among the packets k+1 .. n never sent
+                self.res.lost_ends += n // self.call_len - k // self.call_len
+            self.res.unsent += n - k
+            self.nxt[i] = n
 
 
-async def blast(port: int, plan: list[list[list[bytes]]], deadline_s: float, secret: bytes = SECRET) -> Result:
-    """Play plan[socket][slot] = packets (identifier = slot) against 127.0.0.1:port."""
+async def blast(port: int, plan: list[list[list[bytes]]], deadline_s: float, secret: bytes = SECRET,
+                call_len: int = 0) -> Result:
+    """Play plan[socket][slot] = packets (identifier = slot) against 127.0.0.1:port.
+
+    ``call_len``: every slot's queue is whole calls of that many packets; calls whose last packet
+    went unanswered are counted in ``Result.lost_ends`` (their CDR may or may not exist).
+    """
     loop = asyncio.get_running_loop()
     res = Result(sent=sum(len(q) for queues in plan for q in queues))
     done = loop.create_future()
@@ -200,8 +217,9 @@ async def blast(port: int, plan: list[list[list[bytes]]], deadline_s: float, sec
 
     socks: list[_Socket] = []
     for queues in plan:
-        _tr, s = await loop.create_datagram_endpoint(lambda q=queues: _Socket(q, secret, res, on_idle),  # type: ignore[misc]
-                                                     remote_addr=("127.0.0.1", port))
+        _tr, s = await loop.create_datagram_endpoint(
+            lambda q=queues: _Socket(q, secret, res, on_idle, call_len),  # type: ignore[misc]
+            remote_addr=("127.0.0.1", port))
         socks.append(s)
     cpu0 = cpu_seconds()
     t0 = time.perf_counter()
@@ -225,6 +243,89 @@ async def blast(port: int, plan: list[list[list[bytes]]], deadline_s: float, sec
         s.start(t0)
     loop.call_later(TICK, tick)
     await done
+    res.gen_cpu = cpu_seconds() - cpu0
+    res.answered = len(res.latencies)
+    last = max(s.last_rx for s in socks)
+    res.elapsed = (last if last > 0 else time.perf_counter()) - t0
+    for s in socks:
+        s.transport.close()
+    return res
+
+
+class _Paced(asyncio.DatagramProtocol):
+    """One UDP socket of the open-loop generator: each request goes out when the clock says (its
+    identifier chosen by the caller), whatever is outstanding; replies are matched by identifier
+    and checked by Response Authenticator.  No resend: a request still unanswered when its
+    identifier comes round again, or at the end, is lost."""
+
+    def __init__(self, secret: bytes, res: Result) -> None:
+        self.secret = secret
+        self.res = res
+        self.cur: list[bytes | None] = [None] * 256
+        self.sent = [0.0] * 256
+        self.outstanding = 0
+        self.last_rx = 0.0
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+
+    def error_received(self, exc: Exception) -> None:
+        pass
+
+    def send(self, raw: bytes, now: float) -> None:
+        i = raw[1]
+        if self.cur[i] is not None:  # unanswered 256 requests later on this socket
+            self.res.lost += 1
+        else:
+            self.outstanding += 1
+        self.cur[i] = raw
+        self.sent[i] = now
+        self.transport.sendto(raw)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        now = time.perf_counter()
+        raw = self.cur[data[1]] if len(data) >= 20 else None
+        if raw is None or hashlib.md5(data[:4] + raw[4:20] + data[20:] + self.secret).digest() != data[4:20]:
+            self.res.stray += 1
+            return
+        self.cur[data[1]] = None
+        self.outstanding -= 1
+        self.res.latencies.append(now - self.sent[data[1]])
+        self.res.codes[data[0]] += 1
+        self.last_rx = now
+
+
+async def paced(port: int, packets: list[bytes], sockets: int, rate: float, secret: bytes = SECRET,
+                grace: float = TIMEOUT * (RETRIES + 1)) -> Result:
+    """Open loop: packets[k] goes out at t0 + k / rate on socket k % sockets, encoded by the caller
+    with identifier (k // sockets) % 256; then up to ``grace`` seconds for the last answers.
+    Latency is from the actual send; ``Result.send_lag`` says how far behind the clock that was."""
+    loop = asyncio.get_running_loop()
+    res = Result(sent=len(packets))
+    socks: list[_Paced] = []
+    for _ in range(sockets):
+        _tr, s = await loop.create_datagram_endpoint(lambda: _Paced(secret, res), remote_addr=("127.0.0.1", port))
+        socks.append(s)
+    cpu0 = cpu_seconds()
+    t0 = time.perf_counter()
+    k, n = 0, len(packets)
+    while k < n:
+        now = time.perf_counter()
+        due = min(n, int((now - t0) * rate) + 1)
+        if k < due:
+            res.send_lag = max(res.send_lag, now - (t0 + k / rate))
+        while k < due:
+            socks[k % sockets].send(packets[k], now)
+            k += 1
+        await asyncio.sleep(0.001)  # libuv timers have a resolution of 1 ms: less would spin
+    end = time.perf_counter() + grace
+    while any(s.outstanding for s in socks) and time.perf_counter() < end:  # noqa: ASYNC110 - counters of N sockets
+        await asyncio.sleep(0.005)
+    res.lost += sum(s.outstanding for s in socks)
     res.gen_cpu = cpu_seconds() - cpu0
     res.answered = len(res.latencies)
     last = max(s.last_rx for s in socks)
@@ -267,15 +368,25 @@ def _acct_packets(j: int, ident: int) -> list[bytes]:
     return out
 
 
+def _start_stop_packets(j: int, ident: int) -> list[bytes]:
+    """Start and Stop (30 s) of call j: what ends the calls of the open-loop Access-Requests."""
+    sid, called = f"bench-call-{j}", _called(j)
+    out = []
+    for p in (acct(1, sid, called=called), acct(2, sid, called=called, time=30, cause=1)):
+        p.id = ident
+        out.append(p.RequestPacket())
+    return out
+
+
 def make_plan(calls: int, per_call: Callable[[int, int], list[bytes]], sockets: int | None = None,
-              window: int | None = None) -> list[list[list[bytes]]]:
-    """Call j goes to socket j % sockets, slot (j // sockets) % window, encoded with that identifier."""
+              window: int | None = None, first: int = 0) -> list[list[list[bytes]]]:
+    """Call first+n goes to socket n % sockets, slot (n // sockets) % window, encoded with that identifier."""
     sockets, window = sockets or SOCKETS, window or WINDOW
     assert 1 <= window <= 256
     plan: list[list[list[bytes]]] = [[[] for _ in range(window)] for _ in range(sockets)]
-    for j in range(calls):
-        slot = (j // sockets) % window
-        plan[j % sockets][slot].extend(per_call(j, slot))
+    for n in range(calls):
+        slot = (n // sockets) % window
+        plan[n % sockets][slot].extend(per_call(first + n, slot))
     return plan
 
 
@@ -348,10 +459,24 @@ def _delta(before: dict[str, float], after: dict[str, float], family: str, label
 
 
 def measure(name: str, port: int, plan: list[list[list[bytes]]], deadline_s: float, server_pid: int,
-            target: str, redis_pid: int | None = None, metrics_port: int | None = None) -> dict[str, Any]:
+            target: str, redis_pid: int | None = None, metrics_port: int | None = None,
+            call_len: int = 0) -> dict[str, Any]:
+    """One closed-loop phase (:func:`blast`) as a row; with ``call_len`` (packets per call) the row
+    also says how many calls lost their last packet (``lost_ends``: the money check's margin)."""
+    more = {"lost_ends": None} if call_len else {}
+    out, res = _measured(name, lambda: blast(port, plan, deadline_s, call_len=call_len),
+                         sum(len(queues) for queues in plan), server_pid, target, redis_pid, metrics_port, **more)
+    if call_len:
+        out["lost_ends"] = res.lost_ends
+    return out
+
+
+def _measured(name: str, play: Callable[[], Coroutine[Any, Any, Result]], in_flight: int | None, server_pid: int,
+              target: str, redis_pid: int | None = None, metrics_port: int | None = None,
+              **more: Any) -> tuple[dict[str, Any], Result]:
     m0 = _metrics(metrics_port) if metrics_port else {}
     srv0, red0, kdrop0 = _cpu(server_pid), _cpu(redis_pid), _udp_rcvbuf_errors()
-    res = _run(blast(port, plan, deadline_s))
+    res = _run(play())
     srv, red, kdrop = _cpu(server_pid) - srv0, _cpu(redis_pid) - red0, _udp_rcvbuf_errors() - kdrop0
     n = max(res.answered, 1)
     extra: dict[str, Any] = {
@@ -359,9 +484,9 @@ def measure(name: str, port: int, plan: list[list[list[bytes]]], deadline_s: flo
         "rejected": res.answered - res.codes[ACCESS_ACCEPT] - res.codes[ACCOUNTING_RESPONSE],
         "udp_rcvbuf_errors": kdrop,
         "max_gap_ms": round(res.gap[1] * 1000, 1),
-        "in_flight": sum(len(queues) for queues in plan),
+        "in_flight": in_flight,
         "server_cpu_us_per_req": round(srv / n * 1e6, 1),
-        "server_rss_mb": rss_mb(server_pid),
+        "server_rss_mb": tree_rss_mb(server_pid),
         "gen_cpu_us_per_req": round(res.gen_cpu / n * 1e6, 1),
     }
     if redis_pid is not None:
@@ -372,9 +497,15 @@ def measure(name: str, port: int, plan: list[list[list[bytes]]], deadline_s: flo
         extra["ocsd_drops"] = _delta(m0, m1, "ocs_dropped_packets_total", ("reason",))
         extra["ocsd_results"] = _delta(m0, m1, "ocs_requests_total", ("type", "result"))
         extra["ocsd_duplicates"] = _delta(m0, m1, "ocs_duplicate_requests_total", ())
+    extra.update(more)
     extra["target"] = target
-    return row(name, res.answered, res.elapsed, res.latencies, **extra)
+    return row(name, res.answered, res.elapsed, res.latencies, **extra), res
 
+
+ACCESS_TARGET, ACCT_TARGET = "4000/s", "5000/s"
+P99_TARGET_MS = 5.0  # at half the maximum Access-Request rate, open loop
+CPU_TARGET_US = 60.0  # ocsd CPU per charging request at saturation
+OPEN_LOOP = "radius Access-Request open loop at half the max"  # row names the suite looks up
 
 REFERENCE_SCALE = 5  # FreeRADIUS answers ~20x faster: more calls so that its phases last long enough to time
 
@@ -404,9 +535,20 @@ def _both(server: str, auth: int, acct_port: int, pid: int, calls: int, deadline
     a_name, c_name = NAMES[server]
     warm_up(auth, acct_port)
     return [
-        measure(a_name, auth, make_plan(calls, _access_packets), deadline, pid, "4000/s", **kw),
-        measure(c_name, acct_port, make_plan(calls, _acct_packets), deadline, pid, "5000/s", **kw),
+        measure(a_name, auth, make_plan(calls, _access_packets), deadline, pid, ACCESS_TARGET, **kw),
+        measure(c_name, acct_port, make_plan(calls, _acct_packets), deadline, pid, ACCT_TARGET,
+                call_len=INTERIMS + 2, **kw),
     ]
+
+
+def open_loop(auth: int, first: int, rate: float, seconds: float, pid: int, **kw: Any) -> dict[str, Any]:
+    """Access-Requests for calls first, first+1, ... offered at ``rate``/s for ``seconds`` (:func:`paced`)."""
+    packets = [_access_packets(first + k, (k // SOCKETS) % 256)[0] for k in range(max(1, int(rate * seconds)))]
+    out, _res = _measured(OPEN_LOOP, lambda: paced(auth, packets, SOCKETS, rate), None, pid,
+                          f"p99 < {P99_TARGET_MS:g} ms", offered_per_s=round(rate, 1), **kw)
+    out["send_lag_ms"] = round(_res.send_lag * 1000, 2)
+    out["met"] = out["p99_ms"] is not None and out["p99_ms"] < P99_TARGET_MS and not out["lost"]
+    return out
 
 
 def run_ocsd(quick: bool = False) -> list[dict[str, Any]]:
@@ -419,8 +561,18 @@ def run_ocsd(quick: bool = False) -> list[dict[str, Any]]:
         d.start()
         try:
             assert d.proc is not None
-            return _both("ocsd", d.ports["auth"], d.ports["acct"], d.proc.pid, calls, deadline,
-                         redis_pid=_redis_pid(), metrics_port=d.ports["http"])
+            auth, acct_port, pid = d.ports["auth"], d.ports["acct"], d.proc.pid
+            kw: dict[str, Any] = {"redis_pid": _redis_pid(), "metrics_port": d.ports["http"]}
+            rows = _both("ocsd", auth, acct_port, pid, calls, deadline, **kw)
+            rate = (rows[0]["throughput"] or 0.0) / 2  # half the closed-loop Access-Request maximum
+            rows.append(open_loop(auth, calls, rate, 3.0 if quick else 10.0, pid, **kw))
+            opened = rows[-1]["sent"]
+            # the open loop's holds: each call then starts and stops, as its NAS would (not timed)
+            ends = _run(blast(acct_port, make_plan(opened, _start_stop_packets, first=calls), deadline, call_len=2))
+            lost_ends = rows[1]["lost_ends"] + ends.lost_ends
+            ended = 1 + calls + opened - lost_ends  # 1: the warm-up call
+            rows.append(money.check(d, "radius (ocsd)", ended, lost_ends=lost_ends))
+            return rows
         finally:
             d.stop()
             d.cleanup()

@@ -6,6 +6,9 @@ kernel spreads connections over the listeners) and the RADIUS accounting mix fro
 spreads datagrams by source address and port).  CPU is summed over the instances.  On a 2-core
 machine that also runs Redis and the load generator, a second process can only use what is left
 of the two cores; the rows show how much that is.
+
+After each pair of loads, "money check: scaling, N ocsd" (bench/money.py): balances = ledger - usage,
+nothing reserved, one CDR per completed session or call, every record once; raises if not.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import format_table, proc_cpu_seconds, row, rss_mb
+from bench import money
+from bench.common import format_table, proc_cpu_seconds, row, tree_rss_mb
 from bench.diameter import _load
-from bench.radius import _acct_packets, _run, blast, make_plan, warm_up
+from bench.radius import INTERIMS, _acct_packets, _run, blast, make_plan, warm_up
 from tests.support.daemon import Daemon, provision_demo
 
 CONNECTIONS = 8
@@ -49,7 +53,7 @@ def _cpu(ds: list[Daemon]) -> float:
 
 
 def _rss(ds: list[Daemon]) -> float:
-    return round(sum(rss_mb(d.proc.pid) or 0.0 for d in ds if d.proc is not None), 1)
+    return round(sum(tree_rss_mb(d.proc.pid) or 0.0 for d in ds if d.proc is not None), 1)
 
 
 async def _diameter(port: int, seconds: float) -> tuple[int, float, list[float]]:
@@ -61,20 +65,24 @@ def _measure(n: int, quick: bool) -> list[dict[str, Any]]:
     seconds, calls = (3.0, 2000) if quick else (8.0, 6000)
     with tempfile.TemporaryDirectory() as tmp, instances(Path(tmp), n) as ds:
         ports = ds[0].ports
-        asyncio.run(_load(ports["diameter"], 10, 1))  # warm-up
-        warm_up(ports["auth"], ports["acct"])
+        warm, _e, _l = asyncio.run(_load(ports["diameter"], 10, 1))  # warm-up
+        warm_up(ports["auth"], ports["acct"])  # one whole RADIUS call
         c0 = _cpu(ds)
         done, elapsed, lat = asyncio.run(_diameter(ports["diameter"], seconds))
         dia = row(f"scaling: diameter CCR, {n} ocsd on one port ({CONNECTIONS} connections)", done, elapsed, lat,
                   ocsd_cpu_us_per_req=round((_cpu(ds) - c0) / max(done, 1) * 1e6, 1), ocsd_rss_mb=_rss(ds),
                   instances=n)
         c0 = _cpu(ds)
-        res = _run(blast(ports["acct"], make_plan(calls, _acct_packets, sockets=CONNECTIONS, window=32), 60.0))
+        res = _run(blast(ports["acct"], make_plan(calls, _acct_packets, sockets=CONNECTIONS, window=32), 60.0,
+                         call_len=INTERIMS + 2))
         rad = row(f"scaling: radius Start/Interim/Stop, {n} ocsd on one port ({CONNECTIONS} sockets)", res.answered,
                   res.elapsed, res.latencies, lost=res.lost,
                   ocsd_cpu_us_per_req=round((_cpu(ds) - c0) / max(res.answered, 1) * 1e6, 1), ocsd_rss_mb=_rss(ds),
                   instances=n)
-    return [dia, rad]
+        # every Diameter session the generator starts is played to its CCR-T (4 CCRs each)
+        ended = (warm + done) // 4 + 1 + calls - res.lost_ends
+        checked = money.check(ds[0], f"scaling, {n} ocsd", ended, lost_ends=res.lost_ends)
+    return [dia, rad, checked]
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:

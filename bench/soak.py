@@ -11,6 +11,9 @@ Access-Requests, then its Start/Stop pairs. Packets are encoded here with hashli
 costs ~50 µs a packet, which over three million packets would slow the generator more than ocsd).
 After each round ocsd's RSS is read from /proc.
 
+After the last round, "money check: soak" (bench/money.py): balances = ledger - usage, nothing
+reserved, one CDR per call, every record once; raises if not.
+
 Reported: RSS after warm-up (the first sample at or past WARM_UP of the calls and WARM_UP_MIN calls:
 the node-local caches have filled to their bounds by then), RSS at the end, the largest RSS after warm-up and
 its growth over the warm-up figure (``flat`` when within 10 %), calls/s and requests/s, losses.
@@ -33,7 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import format_table, proc_cpu_seconds, row, rss_mb
+from bench import money
+from bench.common import format_table, proc_cpu_seconds, row, tree_rss_mb
 from bench.radius import ACCESS_ACCEPT, ACCOUNTING_RESPONSE, SOCKETS, WINDOW, Result, _run, blast, warm_up
 from tests.support.daemon import Daemon, provision_demo
 from tests.support.radius_client import SECRET
@@ -138,7 +142,7 @@ def soak(calls: int, sample: int, d: Daemon, log: Any = None) -> dict[str, Any]:
     assert d.proc is not None
     pid, tag = d.proc.pid, os.urandom(3).hex()
     warm_up(d.ports["auth"], d.ports["acct"])
-    samples: list[tuple[int, float]] = [(0, rss_mb(pid) or 0.0)]
+    samples: list[tuple[int, float]] = [(0, tree_rss_mb(pid) or 0.0)]
     total = Result()
     cpu0, t0, busy = proc_cpu_seconds(pid), time.perf_counter(), 0.0
     done = 0
@@ -146,14 +150,16 @@ def soak(calls: int, sample: int, d: Daemon, log: Any = None) -> dict[str, Any]:
         n = min(sample, calls - done)
         auth_plan, acct_plan = round_plans(done, n, tag)
         for port, plan in ((d.ports["auth"], auth_plan), (d.ports["acct"], acct_plan)):
-            res = _run(blast(port, plan, DEADLINE))
+            res = _run(blast(port, plan, DEADLINE, call_len=1 if plan is auth_plan else 2))
             busy += res.elapsed
+            if plan is acct_plan:
+                total.lost_ends += res.lost_ends
             for k in ("sent", "answered", "lost", "unsent", "resent", "stray"):
                 setattr(total, k, getattr(total, k) + getattr(res, k))
             total.codes = [a + b for a, b in zip(total.codes, res.codes, strict=True)]
             total.latencies += res.latencies[::50]  # a sample is enough for percentiles
         done += n
-        samples.append((done, rss_mb(pid) or 0.0))
+        samples.append((done, tree_rss_mb(pid) or 0.0))
         if log is not None:
             print(f"soak: {done:>9,} calls  rss {samples[-1][1]:6.1f} MB  "
                   f"{done / (time.perf_counter() - t0):7.0f} calls/s", file=log, flush=True)
@@ -171,7 +177,8 @@ def soak(calls: int, sample: int, d: Daemon, log: Any = None) -> dict[str, Any]:
                rss_start_mb=samples[0][1], warm_up_calls=warm[0], rss_warm_mb=warm[1],
                rss_end_mb=samples[-1][1], rss_peak_after_warm_mb=peak, growth_after_warm_pct=round(growth * 100, 1),
                flat=growth <= FLAT, sent=total.sent, lost=total.lost, unsent=total.unsent, resent=total.resent,
-               stray=total.stray, rejected=rejected, rss_trend_mb=_trend(samples), rss_samples=samples)
+               stray=total.stray, rejected=rejected, lost_ends=total.lost_ends, rss_trend_mb=_trend(samples),
+               rss_samples=samples)
 
 
 def _trend(samples: list[tuple[int, float]], points: int = 10) -> str:
@@ -195,6 +202,8 @@ def run(quick: bool = False, calls: int | None = None, sample: int | None = None
             provision(d)
             d.start()
             result = soak(calls, sample, d, log=sys.stderr)
+            lost_ends = result["lost_ends"]  # calls whose Stop went unanswered
+            checked = money.check(d, "soak", 1 + calls - lost_ends, lost_ends=lost_ends)  # 1: the warm-up call
             d.stop()
             samples = result.pop("rss_samples")
             result["cache"] = " ".join(extra_toml.split()) or "defaults"
@@ -203,7 +212,7 @@ def run(quick: bool = False, calls: int | None = None, sample: int | None = None
             d.kill()
             _fast_cleanup(d)
             d.cleanup()
-    return [result]
+    return [result, checked]
 
 
 def main(argv: list[str] | None = None) -> int:
