@@ -46,6 +46,12 @@ def _now(req: ChargeRequest) -> datetime:
     return req.event_time or datetime.now(UTC)
 
 
+def _retrieved(fut: asyncio.Future[object]) -> None:
+    """Mark a side command's failure as seen when its caller stopped waiting (the script failed first)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 class Charging:
     """The :class:`~ocs.model.ChargingCore` on Redis (money) and PostgreSQL (tariffs)."""
 
@@ -194,15 +200,20 @@ class Charging:
                 return priced
             leg, rctx = priced
             ctx.update(rctx)
-        code, out = await self.scripts.reserve(t, req.request_number, ms(datetime.now(UTC)),
-                                               self.settlement.expiry_ms(req.hold_seconds), pack_context(ctx), plan,
-                                               req.origin, bundle, leg)
+        # the session-id index (outside the account's slot) goes in the same pipeline tick as the script,
+        # not after its answer: a second round trip per CCR-I was one more loop tick and Redis read
+        indexing = self.states.index(req.session, acct.id)
+        indexing.add_done_callback(_retrieved)
+        now_ms = ms(datetime.now(UTC))
+        code, out = await self.scripts.reserve(t, req.request_number, now_ms,
+                                               self.settlement.expiry_after(now_ms, req.hold_seconds),
+                                               pack_context(ctx), plan, req.origin, bundle, leg)
+        await indexing  # answered before the script (submitted first): no wait; a failure is raised here
         if code == "OK" and out is not None:
             self.states.remember(req.subscriber, req.session, acct.id)
             if not bundle:  # a bundle session's included hold is decided in the script: read it back next time
                 self.states.keep(SessionState(acct.id, req.session, req.rating_group,
                                               {**ctx, "used": "0", "chg": "0", "hunits": str(out.granted_units)}, sel))
-            await self.states.index(req.session, acct.id)
         return out or Outcome(Status.ERROR, reason=f"reserve answered {code}")
 
     @staticmethod
@@ -304,12 +315,18 @@ class Charging:
         if acct is None:
             return False
         expiry = self.settlement.expiry_ms(hold_seconds)
-        if not await self.scripts.bind(acct.id, old_session, new_session, expiry, origin):
+        indexing = None
+        if old_session != new_session:  # the new key's index in the same pipeline tick as the script (see _open)
+            indexing = self.states.index(new_session, acct.id)
+            indexing.add_done_callback(_retrieved)
+        bound = await self.scripts.bind(acct.id, old_session, new_session, expiry, origin)
+        if indexing is not None:
+            await indexing
+        if not bound:
             return False
         if old_session != new_session:
             self.states.forget(acct.id, old_session, 0)  # the hold lives under the new key now
             self.states.remember(subscriber or acct.id, new_session, acct.id)
-            await self.states.index(new_session, acct.id)
         return True
 
     async def reauthorize(self, account: str, sid: str, rg: int, hold_seconds: int | None = None) -> Outcome:
