@@ -324,8 +324,8 @@ class Charging:
             await indexing
         if not bound:
             return False
-        if old_session != new_session:
-            self.states.forget(acct.id, old_session, 0)  # the hold lives under the new key now
+        if old_session != new_session:  # the hold lives under the new key now (bind.lua set sid and exp)
+            self.states.rekey(acct.id, old_session, new_session, 0, {"sid": new_session, "exp": str(expiry)})
             self.states.remember(subscriber or acct.id, new_session, acct.id)
         return True
 

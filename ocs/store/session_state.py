@@ -134,6 +134,17 @@ class SessionStates:
         if len(states) > self.cache_max:
             states.popitem(last=False)
 
+    def rekey(self, account: str, old: str, new: str, rg: int, changed: dict[str, str]) -> None:
+        """Move the cached state of a session a script re-keyed (``bind.lua``: the RADIUS Start binds the
+        Access-Request's hold to the call's key), with the fields the script changed; no entry, nothing.
+
+        Why: without it the first Interim-Update of every call read the session back from Redis
+        (a second round trip); a stale entry is as safe here as anywhere (the debit's CAS).
+        """
+        st = self._states.pop((account, old, rg), None)
+        if st is not None:
+            self.keep(SessionState(account, new, rg, {**st.f, **changed}, st.sel))
+
     def forget(self, account: str, sid: str, rg: int) -> None:
         """Drop the cached state (the script said it is stale); the next ``find`` reads Redis."""
         self._states.pop((account, sid, rg), None)
