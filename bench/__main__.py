@@ -10,8 +10,10 @@ the same run (JSON key ``targets``): "ratio diameter ocsd/OTP at N sessions"
 once with this suite's asyncio generator and once "(OTP client)" with the
 Erlang/OTP diameter client of bench/erlang/ocs_gy_load.erl; "ratio radius access
 ocsd/FreeRADIUS" (>= 0.25); "p99 ... at half the max (open loop)" (< 5 ms); and
-"ocsd CPU per request" for a CCR at 200 sessions, a RADIUS Access-Request and an
-Accounting-Request (<= 60 us).  A target whose rows are not in the run says
+"ocsd CPU per request" (<= 60 us) for a CCR at 200 sessions (I, U, U, T), a RADIUS
+Access-Request (a hold), an Accounting-Request (Start, Interims, Stop), and the two
+requests the issue names alone: a CCR-U and an Interim-Update (each a debit and a
+re-reservation).  A target whose rows are not in the run says
 "n/a".  Each ratio needs both its modules (``--only diameter
 diameter_reference radius``).
 
@@ -37,6 +39,8 @@ from typing import Any
 from bench.common import format_table
 from bench.diameter import CPU_TARGET_US, P99_TARGET_MS
 from bench.diameter import OPEN_LOOP as DIAMETER_OPEN_LOOP
+from bench.diameter import UPDATES as DIAMETER_UPDATES
+from bench.radius import INTERIM as RADIUS_INTERIM
 from bench.radius import NAMES as RADIUS_NAMES
 from bench.radius import OPEN_LOOP as RADIUS_OPEN_LOOP
 
@@ -154,6 +158,10 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out.append(_at_most(rows, "ocsd CPU per request: radius Access-Request", RADIUS_NAMES["ocsd"][0],
                         "server_cpu_us_per_req", CPU_TARGET_US, "us"))
     out.append(_at_most(rows, "ocsd CPU per request: radius Accounting-Request", RADIUS_NAMES["ocsd"][1],
+                        "server_cpu_us_per_req", CPU_TARGET_US, "us"))
+    out.append(_at_most(rows, "ocsd CPU per request: diameter CCR-U only", DIAMETER_UPDATES, "ocsd_cpu_us_per_ccr",
+                        CPU_TARGET_US, "us"))
+    out.append(_at_most(rows, "ocsd CPU per request: radius Interim-Update only", RADIUS_INTERIM,
                         "server_cpu_us_per_req", CPU_TARGET_US, "us"))
     return out
 

@@ -6,6 +6,9 @@ Rows against ocsd:
   asyncio generator over one connection (each session starts as soon as one ends); CCR/s,
   p50/p99/p99.9 and ocsd's CPU per CCR (``ocsd_cpu_us_per_ccr``: the issue's target is at most
   60 us per charging request at saturation, read at 200 sessions);
+- "diameter CCR-U only (200 sessions)": 200 sessions opened, then CCR-Us only (30 s used, 60 s asked:
+  a debit and a re-reservation each) back to back, then closed; ``ocsd_cpu_us_per_ccr`` over the
+  CCR-Us alone is the issue's "CPU per charging request" for Diameter (target <= 60 us);
 - "diameter CCR open loop at half the max": sessions start on a clock so that CCRs are offered at
   half the best closed-loop rate of the same run (``offered_per_s``), whatever the latency;
   p50/p99/p99.9 against the target p99 < 5 ms (``met``);
@@ -50,7 +53,10 @@ CONCURRENCY = (1, 10, 50, 200)
 OTP_CONCURRENCY = (10, 50, 200)  # the sessions the issue's ratio ocsd/OTP is given at
 P99_TARGET_MS = 5.0  # at half the maximum rate, open loop
 CPU_TARGET_US = 60.0  # ocsd CPU per CCR at saturation
-OPEN_LOOP = "diameter CCR open loop at half the max"  # row names the suite (bench/__main__.py) looks up
+UPDATES_SESSIONS = 200
+# row names the suite (bench/__main__.py) looks up
+OPEN_LOOP = "diameter CCR open loop at half the max"
+UPDATES = f"diameter CCR-U only ({UPDATES_SESSIONS} sessions)"
 _runs = itertools.count()
 ERLANG_DIR = Path(__file__).resolve().parent / "erlang"
 
@@ -145,6 +151,41 @@ async def _load(port: int, concurrency: int, seconds: float) -> tuple[int, float
     return len(lat), elapsed, lat
 
 
+async def _updates(port: int, concurrency: int, seconds: float,
+                   pid: int) -> tuple[int, float, list[float], float]:
+    """CCR-U only: ``concurrency`` sessions opened (CCR-I, not timed), then each sends CCR-Us (30 s
+    used, 60 s asked: a debit and a re-reservation) back to back for ``seconds``, then every session
+    ends (CCR-T, not timed).  Returns CCR-Us, seconds, latencies and ocsd's CPU over the CCR-U phase."""
+    conn, writer, host = await _connect(port, f"u{concurrency}")
+    sids = [f"{host};{k}" for k in range(concurrency)]
+    called = "4930123456"
+    await asyncio.gather(*(conn.request(c.CCR, 4, ccr(sid, 1, 0, called=called, rg=1, requested=60)) for sid in sids))
+    lat: list[float] = []
+    last: list[bytes] = []
+    stop = time.perf_counter() + seconds
+
+    async def worker(sid: str) -> int:
+        n = 1
+        while time.perf_counter() < stop:
+            a = time.perf_counter()
+            answer = await conn.request(c.CCR, 4, ccr(sid, 2, n, called=called, rg=1, used=30, requested=60))
+            lat.append(time.perf_counter() - a)
+            last[:] = [answer]
+            n += 1
+        return n
+
+    cpu0, t0 = proc_cpu_seconds(pid), time.perf_counter()
+    numbers = await asyncio.gather(*(worker(sid) for sid in sids))
+    elapsed, cpu = time.perf_counter() - t0, proc_cpu_seconds(pid) - cpu0
+    ends = await asyncio.gather(*(conn.request(c.CCR, 4, ccr(sid, 3, n, called=called, rg=1, used=10))
+                                  for sid, n in zip(sids, numbers, strict=True)))
+    refused = [r for r in (codec.decode(a).first(c.RESULT_CODE) for a in ends) if r is None or r.u32() != c.SUCCESS]
+    if refused:
+        raise RuntimeError(f"{len(refused)} of {len(ends)} CCR-T not answered 2001")
+    await _close(conn, writer, host, last)
+    return len(lat), elapsed, lat, cpu
+
+
 async def _paced(port: int, rate: float, seconds: float) -> tuple[int, float, list[float]]:
     """Open loop: sessions start on a clock so that CCRs arrive at ``rate``/s whatever the latency."""
     conn, writer, host = await _connect(port, f"p{rate:.0f}")
@@ -232,7 +273,11 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                                 ocsd_cpu_us_per_ccr=round(cpu / n * 1e6, 1),
                                 gen_cpu_us_per_ccr=round(gen / n * 1e6, 1), ocsd_rss_mb=tree_rss_mb(d.proc.pid),
                                 target="3000/s"))
-            rate = max(r["throughput"] or 0.0 for r in rows) / 2
+            rate = max(r["throughput"] or 0.0 for r in rows) / 2  # the closed-loop rows above
+            n, elapsed, lat, cpu = asyncio.run(_updates(port, UPDATES_SESSIONS, seconds, d.proc.pid))
+            sessions += UPDATES_SESSIONS
+            rows.append(row(UPDATES, n, elapsed, lat, ocsd_cpu_us_per_ccr=round(cpu / n * 1e6, 1),
+                            ocsd_rss_mb=tree_rss_mb(d.proc.pid), target=f"<= {CPU_TARGET_US:g} us CPU"))
             cpu0 = proc_cpu_seconds(d.proc.pid)
             n, elapsed, lat = asyncio.run(_paced(port, rate, seconds if quick else 10))
             cpu = proc_cpu_seconds(d.proc.pid) - cpu0
