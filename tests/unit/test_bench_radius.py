@@ -94,6 +94,63 @@ async def test_blast_deadline_counts_lost_and_unsent() -> None:
     assert res.answered == 0 and res.lost == 4 and res.unsent == res.sent - 4
 
 
+async def test_blast_counts_calls_whose_end_was_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The money check's margin: a call whose Stop was given up may or may not have a CDR."""
+    monkeypatch.setattr(br, "TIMEOUT", 0.05)
+    monkeypatch.setattr(br, "TICK", 0.01)
+    n = br.INTERIMS + 2
+    plan = br.make_plan(60, br._acct_packets, sockets=2, window=8)
+    stops = [q[k] for queues in plan for q in queues for k in range(n - 1, len(q), n)]
+    assert len(stops) == 60 and all(rp.AcctPacket(packet=raw, secret=SECRET, dict=DICT)["Acct-Status-Type"][0]
+                                    == "Stop" for raw in stops)
+    tr, port = await _responder()
+    try:
+        res = await br.blast(port, plan, deadline_s=20, call_len=n)
+    finally:
+        tr.close()
+    assert res.lost_ends == sum(1 for raw in stops if raw[4] % 47 == 0)
+
+
+async def test_blast_deadline_counts_every_unended_call() -> None:
+    loop = asyncio.get_running_loop()
+    silent, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    port = silent.get_extra_info("sockname")[1]
+    try:
+        res = await br.blast(port, br.make_plan(10, br._acct_packets, sockets=1, window=4), deadline_s=0.2,
+                             call_len=br.INTERIMS + 2)
+    finally:
+        silent.close()
+    assert res.lost_ends == 10
+
+
+def test_plan_from_a_first_call_and_the_phases_of_a_call() -> None:
+    plan = br.make_plan(4, br._interim_packets, sockets=1, window=2, first=100)
+    sids = [rp.AcctPacket(packet=raw, secret=SECRET, dict=DICT)["Acct-Session-Id"][0] for raw in plan[0][0]]
+    assert sids == ["bench-call-100"] * br.INTERIMS + ["bench-call-102"] * br.INTERIMS
+    whole = [rp.AcctPacket(packet=raw, secret=SECRET, dict=DICT)["Acct-Status-Type"][0]
+             for raw in br._start_packets(5, 1) + br._interim_packets(5, 1) + br._stop_packets(5, 1)]
+    assert whole == [rp.AcctPacket(packet=raw, secret=SECRET, dict=DICT)["Acct-Status-Type"][0]
+                     for raw in br._acct_packets(5, 1)]
+
+
+async def test_paced_sends_on_the_clock_without_resending() -> None:
+    packets = [br._stop_packets(k, (k // 2) % 256)[0] for k in range(200)]
+    auths = [raw[4] for raw in packets]
+    unanswered = sum(1 for a in auths if a % 47 == 0 or a % 5 == 0)  # no resend: a first loss is final
+    twice = sum(1 for a in auths if a % 9 == 0 and a % 47 and a % 5)
+    tr, port = await _responder()
+    try:
+        t0 = asyncio.get_running_loop().time()
+        res = await br.paced(port, packets, 2, rate=1000.0, grace=0.3)
+        took = asyncio.get_running_loop().time() - t0
+    finally:
+        tr.close()
+    assert res.sent == 200 and res.answered == 200 - unanswered == len(res.latencies)
+    assert res.lost == unanswered and res.stray == twice and res.resent == 0
+    assert took >= 0.199  # 200 packets at 1,000/s: the last one leaves at 0.199 s
+    assert res.send_lag < 0.1
+
+
 def test_row_names_are_stable() -> None:
     assert br.NAMES["ocsd"] == ("radius Access-Request", "radius Accounting-Request (Start/Interim/Stop)")
     assert br.NAMES["freeradius"] == ("freeradius reference Access-Request",
