@@ -17,15 +17,19 @@ from ocs.config import split_hostport
 from ocs.metrics import Metrics
 
 Check = Callable[[], Awaitable[None]]
+Exposition = Callable[[], Awaitable[bytes]]
 READ_TIMEOUT = 5.0
 CHECK_TIMEOUT = 1.0
 
 
 class HttpServer:
-    def __init__(self, listen: str, metrics: Metrics, checks: dict[str, Check]) -> None:
+    def __init__(self, listen: str, metrics: Metrics, checks: dict[str, Check],
+                 exposition: Exposition | None = None) -> None:
         self.host, self.port = split_hostport(listen)
         self.metrics = metrics
         self.checks = checks
+        # what /metrics serves when not this process's registry alone: a supervisor's merge of its workers'
+        self.exposition = exposition
         self.server: asyncio.Server | None = None
 
     @property
@@ -60,6 +64,8 @@ class HttpServer:
 
     async def _route(self, path: str) -> tuple[int, str, bytes]:
         if path == "/metrics":
+            if self.exposition is not None:
+                return 200, CONTENT_TYPE_LATEST, await self.exposition()
             return 200, CONTENT_TYPE_LATEST, generate_latest(self.metrics.registry)
         if path == "/healthz":
             return 200, "text/plain", b"ok\n"

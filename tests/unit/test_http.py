@@ -128,3 +128,18 @@ async def test_slow_client_is_disconnected(server: HttpServer, monkeypatch: pyte
     await writer.wait_closed()
     status, _, _ = await request(server, get("/healthz"))  # server still serves
     assert status == 200
+
+
+async def test_metrics_from_an_exposition_of_its_own() -> None:
+    """A supervisor (ocsd --workers N) serves its merge of the workers' metrics instead of its registry."""
+    async def merged() -> bytes:
+        return b"# HELP ocs_workers w\n# TYPE ocs_workers gauge\nocs_workers 2.0\n"
+
+    srv = HttpServer("127.0.0.1:0", Metrics(), {}, exposition=merged)
+    await srv.start()
+    try:
+        status, headers, body = await request(srv, get("/metrics"))
+    finally:
+        await srv.stop()
+    assert (status, headers["content-type"]) == (200, CONTENT_TYPE_LATEST)
+    assert body == await merged()
