@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
@@ -43,11 +44,16 @@ from ocs.store.tariff_cache import PgTariffSource, TariffCache, TariffSource
 from ocs.store.tariff_snapshot import SnapshotTariffSource
 from ocs.tasks import Supervisor
 
+if TYPE_CHECKING:
+    from ocs.workers.link import WorkerLink
+    from ocs.workers.pool import WorkerPool
+
 # How long reserve.lua remembers a refusal (no credit, blocked) as the request number's outcome: a
 # gateway's retransmission within this gets the same refusal even if credit arrived meanwhile.
 REFUSAL_TTL = 120
 
 DRAIN_SECONDS = 8.0
+WORKERS_STOP_SECONDS = 5.0  # a supervisor's workers drain their fronts within this, then SIGKILL; then the flush
 log = structlog.get_logger("ocsd")
 
 
@@ -146,12 +152,24 @@ async def _schema_ok(pool: asyncpg.Pool) -> None:
 
 
 class Daemon:
-    """Owns every component of one ``ocsd`` process."""
+    """Owns every component of one ``ocsd`` process.
 
-    def __init__(self, cfg: config.Config, config_path: str | None = None) -> None:
+    One of three roles (``ocsd --workers N``, :mod:`ocs.workers`): the whole daemon (N = 1, the
+    default path: charging, background jobs, API); a supervisor of N >= 2 workers (``workers``:
+    listeners, background jobs, API, systemd, the merged /metrics; no charging core); or one of its
+    workers (``link``: charging on the inherited listeners, its own control node, nothing else).
+    """
+
+    def __init__(self, cfg: config.Config, config_path: str | None = None, *, workers: int = 1,
+                 link: WorkerLink | None = None) -> None:
         self.cfg = cfg
         self.config_path = config_path  # re-read on SIGHUP (None: $OCS_CONFIG, then config/ocs.toml)
         self.metrics = Metrics()
+        self.worker_count = workers  # >= 2: this process supervises that many workers
+        self.link = link  # set: this process is a worker of a supervisor
+        self.workers: WorkerPool | None = None
+        if link is None and workers == 1:
+            self.metrics.workers.set(1)  # the one process charges itself
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
         self.supervisor = Supervisor(self.metrics, self._fatal)
@@ -184,8 +202,7 @@ class Daemon:
         async with contextlib.AsyncExitStack() as stack:
             await self._start(stack)
             _tune_gc()
-            sdnotify.ready()
-            log.info("ready", node=self.cfg.node.name, version=__version__, **self._addresses())
+            self._announce_ready()
             self.supervisor.spawn(self._watchdog, "sd-watchdog", restart=False)
             while not self.stop_event.is_set():
                 waiter = asyncio.ensure_future(self.reload_event.wait())
@@ -202,8 +219,19 @@ class Daemon:
         log.info("stopped", exit_code=self.exit_code)
         return self.exit_code
 
+    def _announce_ready(self) -> None:
+        """READY=1 to systemd and the ``ready`` line; a worker tells its supervisor instead (ocs.workers.link)."""
+        if self.link is not None:
+            self.link.ready(self.http.bound)
+            log.info("worker_ready", node=self.cfg.node.name, worker=self.link.index, **self._addresses())
+            return
+        sdnotify.ready()  # a supervisor gets here once every worker is ready (_start_workers waited)
+        log.info("ready", node=self.cfg.node.name, version=__version__, **self._addresses())
+
     def _addresses(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        if self.workers is not None:
+            out.update(self.listeners.bound(), workers=self.worker_count)
         for name in ("diameter", "radius", "http", "api"):
             comp = getattr(self, name, None)
             if comp is not None:
@@ -212,11 +240,23 @@ class Daemon:
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         await self._start_stores(stack)
+        if self.worker_count > 1:  # a supervisor: no charging core here, its workers charge
+            self.keys = Keys(self.cfg.redis.key_prefix, self.cfg.charging.shards)
+            await self._start_workers(stack)
+            self._start_tasks()  # once the workers serve: a start that failed has run no job
+            await self._start_api()
+            return
         await self._start_core(stack)
-        self._start_tasks()
+        if self.link is None:
+            self._start_tasks()
+        elif self.degraded:  # a worker leaves the background jobs to its supervisor, but mends its own state
+            self.supervisor.spawn(self._postgres_watch, "postgres-watch")
         await self._start_fronts()
         self._start_control()
-        await self._start_api()
+        await self._start_api()  # off in a worker (its config has no api.listen)
+        if self.link is not None:
+            self.supervisor.spawn(functools.partial(self.link.keep, self.metrics.requests_answered,
+                                                    self.stop_event.set), "supervisor-link", restart=False)
 
     async def _start_stores(self, stack: contextlib.AsyncExitStack) -> None:
         cfg = self.cfg
@@ -274,14 +314,45 @@ class Daemon:
         from ocs.http import HttpServer
         from ocs.radius.server import RadiusServer
 
-        self.diameter = DiameterServer(self.cfg, self.core, self.metrics)
-        self.radius = RadiusServer(self.cfg, self.core, self.metrics)
+        if self.link is not None:  # a worker: serve the listeners its supervisor bound
+            diameter_socks, radius_socks = self.link.listeners()
+            self.diameter = DiameterServer(self.cfg, self.core, self.metrics, diameter_socks)
+            self.radius = RadiusServer(self.cfg, self.core, self.metrics, radius_socks)
+        else:
+            self.diameter = DiameterServer(self.cfg, self.core, self.metrics)
+            self.radius = RadiusServer(self.cfg, self.core, self.metrics)
         self.http = HttpServer(self.cfg.http.listen, self.metrics, self._checks())
         for name, front in (("diameter", self.diameter), ("radius", self.radius), ("http", self.http)):
             try:
                 await front.start()
             except OSError as exc:  # a port taken, an address not ours: one line, exit 1
                 raise StartupError(f"{name}: cannot listen: {exc}") from None
+
+    async def _start_workers(self, stack: contextlib.AsyncExitStack) -> None:
+        """A supervisor: bind the listeners once, serve http.listen, start the workers and wait until all are ready."""
+        from ocs.http import HttpServer
+        from ocs.workers.listeners import ListenError, Listeners
+        from ocs.workers.pool import WorkerFailed, WorkerPool
+
+        try:
+            self.listeners = Listeners.bind(self.cfg)
+        except ListenError as exc:  # a port taken, an address not ours: one line, exit 1
+            raise StartupError(str(exc)) from None
+        stack.callback(self.listeners.close)
+        self.workers = pool = WorkerPool(self.worker_count, self.listeners, self.metrics, self.cfg.node.name,
+                                         self.config_path)
+        self.http = HttpServer(self.cfg.http.listen, self.metrics, self._checks(),
+                               exposition=functools.partial(pool.exposition, self.metrics.registry))
+        try:
+            await self.http.start()
+        except OSError as exc:
+            raise StartupError(f"http: cannot listen: {exc}") from None
+        stack.push_async_callback(self.http.stop)
+        stack.push_async_callback(pool.stop, WORKERS_STOP_SECONDS)  # start-up failed: no worker left behind
+        try:
+            await pool.start()
+        except WorkerFailed as exc:
+            raise StartupError(str(exc)) from None
 
     def _start_control(self) -> None:
         """Server-initiated control (docs/control.md): this node's command stream and registry entry."""
@@ -302,7 +373,8 @@ class Daemon:
             return
         from ocs.api.server import ApiServer
 
-        self.api = ApiServer(self.cfg, self.redis, self.keys, self.metrics.requests_answered, metrics=self.metrics)
+        answered = self.workers.answered if self.workers is not None else self.metrics.requests_answered
+        self.api = ApiServer(self.cfg, self.redis, self.keys, answered, metrics=self.metrics)
         try:
             await self.api.start()
         except OSError as exc:
@@ -348,7 +420,11 @@ class Daemon:
             if self.degraded:
                 raise RuntimeError("; ".join(f"{k}: {v}" for k, v in sorted(self.degraded.items())))
 
-        return {"redis": redis_ok, "postgres": pg_ok, "degraded": not_degraded}
+        checks: dict[str, Callable[[], Awaitable[None]]] = {"redis": redis_ok, "postgres": pg_ok,
+                                                            "degraded": not_degraded}
+        if self.workers is not None:
+            checks["workers"] = self.workers.check  # ready when every worker is
+        return checks
 
     async def _reload(self) -> None:
         """SIGHUP: re-read the config file for RADIUS clients and the log line budget, reload tariffs; sessions stay."""
@@ -356,6 +432,9 @@ class Daemon:
             new = config.load(self.config_path)
         except config.ConfigError as exc:
             log.error("reload_failed", error=str(exc))
+            return
+        if self.workers is not None:  # a supervisor: its workers reload (the config checked once, here)
+            log.info("reload_forwarded", workers=self.workers.signal(signal.SIGHUP))
             return
         self.radius.reload_clients(new.radius.clients)
         request_lines.configure(new.log.request_lines_per_second)  # sampling on/off without a restart
@@ -375,9 +454,22 @@ class Daemon:
                 if rows:
                     log.info("ledger_sweep_applied", rows=len(rows))
                 for account in {r["account_id"] for r in rows if r["amount"] > 0}:
-                    self.control.credited(account)  # sessions cut short get the larger grant
+                    await self._credited(account)  # sessions cut short get the larger grant
             except Exception as exc:  # an outage: try again next round
                 log.warning("ledger_sweep_failed", error=repr(exc))
+
+    async def _credited(self, account: str) -> None:
+        """Re-authorize the account's sessions: through this node's control, or (a supervisor, no control
+        node of its own) dispatched to the workers holding them, as ``ocsctl topup`` does."""
+        if self.workers is None:
+            self.control.credited(account)
+            return
+        from ocs.control.dispatch import Dispatcher
+        from ocs.store.control_bus import ControlBus
+
+        done = await Dispatcher(ControlBus(self.redis, self.keys)).reauth_account(account)
+        log.info("control_dispatched", what="reauth", account=account, sent=done.sent,
+                 unroutable=len(done.unroutable))
 
     async def _watchdog(self) -> None:
         interval = sdnotify.watchdog_interval()
@@ -385,7 +477,8 @@ class Daemon:
             return
         while True:
             await asyncio.sleep(interval / 2)
-            sdnotify.watchdog()
+            if self.workers is None or self.workers.live():  # a supervisor whose workers all died says nothing
+                sdnotify.watchdog()
 
     async def _drain(self) -> None:
         """Bounded shutdown: fronts first (no new work), then flush, then tasks."""
@@ -397,28 +490,47 @@ class Daemon:
 
         if self.api is not None:  # first: no new operator work while the fronts drain
             await self.api.stop()
-        await _bounded("control", self.control.leave())  # no command is routed here any more
-        await asyncio.gather(
-            self.radius.stop(timeout=min(3.0, left())),
-            self.diameter.stop(timeout=min(3.0, left())),
-            return_exceptions=True,
-        )
+        if self.workers is not None:  # a supervisor: the workers drain their fronts (as below), then exit
+            await self.workers.stop(timeout=min(WORKERS_STOP_SECONDS, left()))
+        else:
+            await _bounded("control", self.control.leave())  # no command is routed here any more
+            await asyncio.gather(
+                self.radius.stop(timeout=min(3.0, left())),
+                self.diameter.stop(timeout=min(3.0, left())),
+                return_exceptions=True,
+            )
+        if self.link is None:  # a worker's records are flushed by its supervisor, once every worker stopped
+            await self._final_flush(left())
+        await self.http.stop()
+        await self.supervisor.cancel_all()
+
+    async def _final_flush(self, timeout: float) -> None:
         # asyncio.wait, not wait_for: wait_for waits for the cancelled flush to unwind, unbounded
         flush = asyncio.ensure_future(self.flusher.flush_all())
-        await asyncio.wait({flush}, timeout=left())
+        await asyncio.wait({flush}, timeout=timeout)
         if not flush.done():
             flush.cancel()
             log.warning("final_flush_cut_short", records_left_in="redis stream (flushed at the next start)")
         elif not flush.cancelled() and flush.exception() is not None:
             log.warning("final_flush_failed", error=repr(flush.exception()))
-        await self.http.stop()
-        await self.supervisor.cancel_all()
+
+
+def _count(text: str) -> int:
+    n = int(text)
+    if not 0 <= n <= config.MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be 0 (one per core) to {config.MAX_WORKERS}")
+    return n
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ocsd", description="Online charging daemon (Diameter Gy/Ro, RADIUS).")
     p.add_argument("--config", help="config file (default: $OCS_CONFIG, then config/ocs.toml)")
     p.add_argument("--version", action="version", version=f"ocsd {__version__}")
+    p.add_argument("--workers", type=_count, metavar="N",
+                   help="charging processes sharing the ports under one supervisor (default: node.workers;"
+                        " 0 = one per core; 1 = one process, no supervisor)")
+    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor for its workers
+    p.add_argument("--inherit", help=argparse.SUPPRESS)  # the descriptors a worker inherits (ocs.workers.listeners)
     return p.parse_args(argv)
 
 
@@ -436,11 +548,25 @@ def main(argv: list[str] | None = None) -> int:
         runner: Callable[..., Any] = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a pinned dependency
         runner = asyncio.run
-    daemon = Daemon(cfg, args.config)
+    link = None
+    if args.worker is not None:  # one of a supervisor's workers (ocs.workers)
+        from ocs.workers.link import WorkerLink
+
+        link = WorkerLink.parse(args.worker, args.inherit)
+        cfg = link.config(cfg)
+        structlog.contextvars.bind_contextvars(worker=args.worker)  # on every line it logs
+        daemon = Daemon(cfg, args.config, link=link)
+    else:
+        from ocs.workers import resolve
+
+        daemon = Daemon(cfg, args.config, workers=resolve(args.workers, cfg.node.workers))
     try:
         return int(runner(daemon.run()))
     except StartupError as exc:
         log.error("startup_failed", error=str(exc))
+        if link is not None:  # the supervisor prints ocsd's one line
+            link.failed(str(exc))
+            return 1
         print(f"ocsd: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # pragma: no cover

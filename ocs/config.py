@@ -21,6 +21,7 @@ from typing import Any
 
 DEFAULT_PATH = "config/ocs.toml"
 RADIUS_VENDORS = ("", "cisco")
+MAX_WORKERS = 256  # node.workers / ocsd --workers: a bound against a typo, far above any core count
 
 
 class ConfigError(Exception):
@@ -31,6 +32,7 @@ class ConfigError(Exception):
 class NodeConfig:
     name: str = "ocs1"
     reuse_port: bool = False  # SO_REUSEPORT on the Diameter and RADIUS listeners: several ocsd on one port
+    workers: int = 0  # charging worker processes sharing the ports (0: one per core; 1: no supervisor)
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: {exc}") from None
     if cfg.charging.shards < 1:
         raise ConfigError("charging.shards: must be at least 1")
+    if not 0 <= cfg.node.workers <= MAX_WORKERS:
+        raise ConfigError(f"node.workers: must be 0 (one per core) to {MAX_WORKERS}, got {cfg.node.workers}")
     if cfg.charging.max_grant_seconds < 1:
         raise ConfigError("charging.max_grant_seconds: must be at least 1")
     for key, value in (("smtp.timeout_seconds", cfg.smtp.timeout_seconds),

@@ -180,6 +180,16 @@ class Metrics:
             ["task"],
             registry=r,
         )
+        self.workers = Gauge(
+            "ocs_workers",
+            "Charging worker processes running and ready (ocsd --workers N under one supervisor; 1 without one).",
+            registry=r,
+        )
+        self.worker_restarts = Counter(
+            "ocs_worker_restarts_total",
+            "Charging worker processes the supervisor started again after one died or stopped answering.",
+            registry=r,
+        )
         self.degraded = Gauge(
             "ocs_degraded",
             "1 while the node runs degraded for a reason (postgres_down, schema_unchecked, ...).",

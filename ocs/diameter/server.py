@@ -12,6 +12,7 @@ import contextlib
 import functools
 import random
 import socket
+from collections.abc import Sequence
 
 import structlog
 
@@ -31,10 +32,12 @@ ANSWER_TIMEOUT = 5.0  # seconds per attempt of an ASR/RAR (docs/diameter.md); on
 
 
 class DiameterServer:
-    def __init__(self, cfg: Config, core: ChargingCore, metrics: Metrics) -> None:
+    def __init__(self, cfg: Config, core: ChargingCore, metrics: Metrics,
+                 sockets: Sequence[socket.socket] = ()) -> None:
         self.cfg = cfg
         self.state = ServerState(cfg, core, metrics)
         self.servers: list[asyncio.Server] = []
+        self.sockets = sockets  # listeners bound by a supervisor (ocsd --workers N); else bound from the config
         self.answer_timeout = ANSWER_TIMEOUT  # per attempt; tests shorten it
 
     @property
@@ -52,7 +55,12 @@ class DiameterServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        for addr in self.cfg.diameter.listen:
+        for sock in self.sockets:  # shared with the other workers: the kernel hands each connection to one
+            srv = await loop.create_server(lambda: Peer(self.state), sock=sock, backlog=1024)
+            for s in srv.sockets:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.servers.append(srv)
+        for addr in () if self.sockets else self.cfg.diameter.listen:
             host, port = split_hostport(addr)
             srv = await loop.create_server(lambda: Peer(self.state), host, port, reuse_address=True, backlog=1024,
                                            reuse_port=self.cfg.node.reuse_port or None)

@@ -16,7 +16,7 @@ import asyncio
 import hmac
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -64,10 +64,12 @@ class _Endpoint(asyncio.DatagramProtocol):
 
 
 class RadiusServer:
-    def __init__(self, cfg: Config, core: ChargingCore, metrics: Metrics) -> None:
+    def __init__(self, cfg: Config, core: ChargingCore, metrics: Metrics,
+                 sockets: Mapping[str, socket.socket] | None = None) -> None:
         self.cfg = cfg
         self.core = core
         self.metrics = metrics
+        self.sockets = sockets  # "auth"/"acct" bound by a supervisor (ocsd --workers N); else bound from the config
         load_dictionary(cfg)  # validates the configured dictionaries at start-up (a bad file: no start)
         self.clients = ClientTable(cfg.radius.clients, cfg.radius.replies_per_second_per_client)
         self.cache = DuplicateCache(cfg.radius.duplicate_cache_seconds, cfg.cache.radius_duplicates)
@@ -90,6 +92,11 @@ class RadiusServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for kind, addr in (("auth", self.cfg.radius.auth_listen), ("acct", self.cfg.radius.acct_listen)):
+            if self.sockets is not None:  # shared with the other workers: each datagram is read by one of them
+                _t, ep = await loop.create_datagram_endpoint(lambda k=kind: _Endpoint(self, k),  # type: ignore[misc]
+                                                             sock=self.sockets[kind])
+                self.endpoints[kind] = ep
+                continue
             host, port = split_hostport(addr)
             _t, ep = await loop.create_datagram_endpoint(lambda k=kind: _Endpoint(self, k),  # type: ignore[misc]
                                                          local_addr=(host, port),

@@ -9,6 +9,7 @@ line and, on :meth:`stop`, sends SIGTERM and checks the exit status.  The
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -51,6 +52,21 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     raise RuntimeError("no free port")
 
 
+def children_of(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(entry.name))
+    return sorted(out)
+
+
 def _pg(dsn: str, sql: str) -> None:
     async def go() -> None:
         conn = await asyncpg.connect(dsn)
@@ -75,6 +91,7 @@ class Daemon:
     redis_url: str = REDIS_URL
     reuse_port: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1  # ocsd --workers: 1 = one process as before; >= 2 a supervisor and its workers
     request_lines_per_second: int = 0  # every per-request log line by default (tests/e2e/test_log_sampling_e2e.py)
 
     @property
@@ -172,7 +189,7 @@ request_lines_per_second = {self.request_lines_per_second}
         seen = self.ready_lines() if self.log_path.exists() else 0
         with self.log_path.open("ab") as logf:
             self.proc = subprocess.Popen(
-                [str(BIN / "ocsd"), "--config", str(self.config_path)],
+                [str(BIN / "ocsd"), "--config", str(self.config_path), "--workers", str(self.workers)],
                 cwd=ROOT, env=self.env(), stdout=logf, stderr=logf,
             )
         deadline = time.monotonic() + timeout
@@ -199,10 +216,20 @@ request_lines_per_second = {self.request_lines_per_second}
             self.proc.wait()
             raise AssertionError("ocsd did not stop within the timeout") from None
 
+    def children(self) -> list[int]:
+        """Pids of the supervisor's worker processes (none with ``workers=1``)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        return children_of(self.proc.pid)
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            workers = self.children()
             self.proc.kill()
             self.proc.wait()
+            for pid in workers:  # they would stop by themselves (supervisor gone); not after the cleanup
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def logs(self) -> list[dict[str, Any]]:
         out = []
