@@ -21,6 +21,8 @@ REQUIRED: dict[str, dict[str, dict[str, str | None]]] = {
     "ocsd.service": {
         "Service": {
             "Type": "notify",
+            "NotifyAccess": "main",
+            "KillMode": "mixed",  # SIGTERM to the supervisor only: it stops its workers, then flushes
             "User": "ocs",
             "Restart": "on-failure",
             "TimeoutStopSec": "20",
@@ -41,7 +43,7 @@ REQUIRED: dict[str, dict[str, dict[str, str | None]]] = {
         "Install": {"WantedBy": "multi-user.target"},
     },
     "ocs-reconcile.service": {"Service": {"Type": "oneshot", "User": "ocs", "ExecStart": None}},
-    "ocsd@.service": {"Service": {"Type": "notify", "User": "ocs", "Restart": "on-failure", "NoNewPrivileges": "yes",
+    "ocsd@.service": {"Service": {"Type": "notify", "KillMode": "mixed", "User": "ocs", "Restart": "on-failure", "NoNewPrivileges": "yes",
                                   "ProtectSystem": "strict", "CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
                                   "ExecStart": None}},
     "ocs-reconcile.timer": {"Timer": {"OnCalendar": None}, "Install": {"WantedBy": "timers.target"}},
