@@ -146,3 +146,17 @@ def tree_rss_mb(pid: int) -> float | None:
     """Resident set size of a process and every process under it (ocsd's supervisor and workers), MiB."""
     sizes = [rss_mb(p) for p in _descendants(pid)]
     return round(sum(s for s in sizes if s is not None), 1) if sizes[0] is not None else None
+
+
+def product_defaults(d: Any) -> Any:
+    """Run a bench's ``ocsd`` as an operator gets it, not as the test harness starts it.
+
+    The harness pins one process and every request line logged (tests read them); the product
+    default is one worker per core (``node.workers = 0``) and per-request info lines sampled at
+    200 a second.  ``OCS_BENCH_WORKERS=N`` pins N workers (1: one process) to compare.
+    """
+    import os
+
+    d.workers = int(os.environ.get("OCS_BENCH_WORKERS", "0"))
+    d.request_lines_per_second = int(os.environ.get("OCS_BENCH_LOG_LINES", "200"))
+    return d

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import money
-from bench.common import cpu_seconds, format_table, proc_cpu_seconds, row, tree_rss_mb
+from bench.common import cpu_seconds, format_table, proc_cpu_seconds, product_defaults, row, tree_rss_mb
 from ocs.diameter import codec
 from ocs.diameter import constants as c
 from tests.interop import otp
@@ -253,7 +253,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     rows = []
     seconds = 3 if quick else 8
     with tempfile.TemporaryDirectory() as tmp:
-        d = Daemon(Path(tmp))
+        d = product_defaults(Daemon(Path(tmp)))
         d.extra_toml = ""
         d.write_config()
         d.create_database()

@@ -77,7 +77,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bench import money
-from bench.common import cpu_seconds, format_table, proc_cpu_seconds, row, tree_rss_mb
+from bench.common import cpu_seconds, format_table, proc_cpu_seconds, product_defaults, row, tree_rss_mb
 from tests.support.daemon import REDIS_URL, Daemon, free_port, provision_demo
 from tests.support.radius_client import SECRET, access, acct, exchange
 
@@ -577,7 +577,7 @@ def open_loop(auth: int, first: int, rate: float, seconds: float, pid: int, **kw
 def run_ocsd(quick: bool = False) -> list[dict[str, Any]]:
     calls, deadline = _sizes(quick)
     with tempfile.TemporaryDirectory() as tmp:
-        d = Daemon(Path(tmp))
+        d = product_defaults(Daemon(Path(tmp)))
         d.write_config()
         d.create_database()
         provision_demo(d, balance="1000000.00")
