@@ -91,7 +91,9 @@ class Daemon:
     redis_url: str = REDIS_URL
     reuse_port: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
-    workers: int = 1  # ocsd --workers: 1 = one process as before; >= 2 a supervisor and its workers
+    # ocsd --workers: 1 = one process as before; >= 2 a supervisor and its workers.  OCS_TEST_WORKERS=N
+    # runs every e2e daemon that does not choose with N (the product's default is one per core)
+    workers: int = field(default_factory=lambda: int(os.environ.get("OCS_TEST_WORKERS", "1")))
     request_lines_per_second: int = 0  # every per-request log line by default (tests/e2e/test_log_sampling_e2e.py)
 
     @property
