@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import cast
 
 import structlog
+from mypy_extensions import mypyc_attr
 
 from ocs.diameter import codec, gy
 from ocs.diameter import constants as c
@@ -40,6 +41,7 @@ _COMMAND_NAMES = {c.CER: "cer", c.DWR: "dwr", c.DPR: "dpr", c.CCR: "ccr"}
 _REQUEST_TYPES = {1: "initial", 2: "update", 3: "termination", 4: "event"}  # metric label of a CC-Request-Type
 
 
+@mypyc_attr(native_class=False)  # mypyc: a native class cannot derive from ConnectionError
 class PeerClosed(ConnectionError):
     """The connection went away (or was never OPEN) before the answer to our request came."""
 
@@ -373,15 +375,15 @@ class Peer(asyncio.Protocol):
         except gy.GyError as exc:
             self._error(msg, exc.result, exc.failed, str(exc))
             return
-        except CodecError as exc:
-            self._error(msg, c.INVALID_AVP_LENGTH, text=str(exc))
+        except CodecError as bad:  # a name per type: mypyc gives a name the type of its first except
+            self._error(msg, c.INVALID_AVP_LENGTH, text=str(bad))
             return
-        except StoreUnavailable as exc:
-            log.warning("ccr_store_unavailable", error=str(exc), peer=self.peer_host)
+        except StoreUnavailable as down:
+            log.warning("ccr_store_unavailable", error=str(down), peer=self.peer_host)
             self._error(msg, c.TOO_BUSY)
             return
-        except Exception as exc:
-            log.error("ccr_failed", error=repr(exc), peer=self.peer_host)
+        except Exception as failure:
+            log.error("ccr_failed", error=repr(failure), peer=self.peer_host)
             self._error(msg, c.UNABLE_TO_COMPLY)
             return
         self.send(answer)

@@ -168,8 +168,8 @@ class RadiusServer:
         except StoreUnavailable as exc:
             log.warning("radius_store_unavailable", error=str(exc))
             self._drop("store_unavailable")
-        except Exception as exc:
-            log.error("radius_handler_failed", error=repr(exc))
+        except Exception as failure:  # not exc: mypyc gives a name the type of its first except
+            log.error("radius_handler_failed", error=repr(failure))
             self._drop("error")
         finally:
             self.cache.finish(key, reply)

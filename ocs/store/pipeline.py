@@ -120,10 +120,10 @@ class AutoPipeline:
                 if not fut.done():
                     fut.set_exception(StoreUnavailable(f"redis: {exc}"))
             return
-        except BaseException as exc:  # pragma: no cover - defensive: never leave a waiter hanging
+        except BaseException as other:  # pragma: no cover - defensive: never leave a waiter hanging
             for _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(exc)
+                    fut.set_exception(other)
             raise
         self._settle(batch, results)
 

@@ -189,8 +189,9 @@ class SessionStates:
 
     async def groups(self, account: str, session: str) -> list[int]:
         """The rating groups other than 0 that ``session`` opened, ascending (the pre-0.3 set too)."""
-        new, old = await asyncio.gather(self.rp.call("SMEMBERS", self.keys.groups(account, session)),
-                                        self.rp.call("SMEMBERS", self.keys.session_groups(session)))
+        # *[...]: gather returns a list; two plain arguments are typed a tuple by mypy, which mypyc checks
+        new, old = await asyncio.gather(*[self.rp.call("SMEMBERS", self.keys.groups(account, session)),
+                                          self.rp.call("SMEMBERS", self.keys.session_groups(session))])
         return sorted({int(text(g)) for g in [*new, *old]})
 
     async def of_origin(self, origin: str) -> list[tuple[str, str, int]]:

@@ -5,7 +5,6 @@ No Redis here: the stores get a stand-in pipeline that answers the few commands 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -17,30 +16,40 @@ from ocs.radius.dedup import IN_PROGRESS, DuplicateCache
 from ocs.rating.tariff import RateRow, Tariff
 from ocs.store.accounts_view import AccountView
 from ocs.store.keys import Keys
+from ocs.store.pipeline import AutoPipeline
 from ocs.store.session_state import SessionState, SessionStates
 from ocs.store.tariff_cache import MemoryTariffSource, TariffCache
 
 
-class FakePipe:
-    """Answers HMGET on ``account:*`` with a prepaid account, everything else with None."""
+class FakeRedis:
+    """Stands in for redis-py behind a real AutoPipeline (a mypyc-compiled store takes no duck-typed pipeline).
+
+    Answers HMGET on ``account:*`` with a prepaid account, everything else with None.
+    """
 
     def __init__(self) -> None:
         self.commands = 0
 
-    def register(self, *_scripts: Any) -> None:
-        pass
+    def pipeline(self, transaction: bool = True) -> FakeRedisPipeline:
+        return FakeRedisPipeline(self)
 
-    def submit(self, *args: Any) -> asyncio.Future[Any]:
-        self.commands += 1
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if args[0] == "HMGET" and ":acct:" in args[1]:
-            fut.set_result([b"prepaid", b"active", b"t", b"EUR", b"", b"100", b"0", b"0"])
-        else:
-            fut.set_result(None)
-        return fut
 
-    async def call(self, *args: Any) -> Any:
-        return await self.submit(*args)
+class FakeRedisPipeline:
+    def __init__(self, redis: FakeRedis) -> None:
+        self.redis = redis
+        self.sent: list[tuple[Any, ...]] = []
+
+    def execute_command(self, *args: Any) -> None:
+        self.sent.append(args)
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        self.redis.commands += len(self.sent)
+        return [[b"prepaid", b"active", b"t", b"EUR", b"", b"100", b"0", b"0"]
+                if args[0] == "HMGET" and ":acct:" in args[1] else None for args in self.sent]
+
+
+def fake_pipe(redis: FakeRedis | None = None) -> AutoPipeline:
+    return AutoPipeline(redis or FakeRedis())  # type: ignore[arg-type]
 
 
 def test_config_cache_table_defaults_and_override() -> None:
@@ -88,7 +97,7 @@ def _state(i: int) -> SessionState:
 
 
 def test_session_caches_keep_at_most_their_bound_least_recently_written_out() -> None:
-    store = SessionStates(FakePipe(), Keys("t:"), cache_entries=50)  # type: ignore[arg-type]
+    store = SessionStates(fake_pipe(), Keys("t:"), cache_entries=50)
     for i in range(500):
         store.keep(_state(i))
         store.remember("alice", f"s{i}", "acct")
@@ -102,8 +111,8 @@ def test_session_caches_keep_at_most_their_bound_least_recently_written_out() ->
 
 
 async def test_account_view_keeps_at_most_its_bound() -> None:
-    pipe = FakePipe()
-    view = AccountView(pipe, Keys("t:"), max_entries=20)  # type: ignore[arg-type]
+    pipe = FakeRedis()
+    view = AccountView(fake_pipe(pipe), Keys("t:"), max_entries=20)
     for i in range(200):
         found = await view.resolve(f"a{i}")
         assert found is not None and found.id == f"a{i}"
@@ -119,7 +128,7 @@ async def test_account_view_drops_expired_entries(monkeypatch: pytest.MonkeyPatc
 
     clock = [1000.0]
     monkeypatch.setattr(accounts_view.time, "monotonic", lambda: clock[0])
-    view = AccountView(FakePipe(), Keys("t:"), max_entries=1000)  # type: ignore[arg-type]
+    view = AccountView(fake_pipe(), Keys("t:"), max_entries=1000)
     for i in range(50):
         await view.resolve(f"a{i}")
     clock[0] += 2.0  # all of them a second old and more
@@ -138,7 +147,7 @@ async def test_tariff_cache_keeps_at_most_its_bound_but_every_current_version() 
         src.add(_tariff("t", v))
     for name in ("u", "w"):
         src.add(_tariff(name, 1))
-    cache = TariffCache(src, FakePipe(), Keys("t:"), max_versions=4)  # type: ignore[arg-type]
+    cache = TariffCache(src, fake_pipe(), Keys("t:"), max_versions=4)
     assert await cache.preload() == 3  # current: t v10, u v1, w v1
     for v in range(1, 11):  # sessions still rating on old versions
         assert (await cache.get("t", v)).tariff.version == v
@@ -152,7 +161,7 @@ async def test_tariff_cache_bound_below_the_number_of_tariffs_keeps_current_ones
     src = MemoryTariffSource()
     for n in range(5):
         src.add(_tariff(f"t{n}", 1))
-    cache = TariffCache(src, FakePipe(), Keys("t:"), max_versions=2)  # type: ignore[arg-type]
+    cache = TariffCache(src, fake_pipe(), Keys("t:"), max_versions=2)
     await cache.preload()
     assert len(cache._compiled) == 5  # current versions are never dropped (no reload thrash)
 
