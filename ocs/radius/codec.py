@@ -105,7 +105,8 @@ def decode(data: bytes) -> Packet:
     """Split a datagram into header and attributes; octets beyond Length are padding (section 3)."""
     if len(data) < HEADER:
         raise MalformedPacket("bad_length", "shorter than a RADIUS header")
-    code, ident, length = struct.unpack_from("!BBH", data)
+    head: tuple[int, int, int] = struct.unpack_from("!BBH", data)  # typed: native ints when compiled
+    code, ident, length = head
     if length < HEADER or length > len(data) or length > MAX_LENGTH:
         raise MalformedPacket("bad_length", f"length field {length} for a {len(data)}-octet datagram")
     raw = data[:length]
