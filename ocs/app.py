@@ -27,7 +27,7 @@ import asyncpg
 import structlog
 from redis.asyncio import Redis
 
-from ocs import __version__, config, sdnotify
+from ocs import __version__, compiled, config, sdnotify
 from ocs.charging import Charging
 from ocs.log import configure as configure_logging
 from ocs.log import flush as flush_logs
@@ -226,7 +226,7 @@ class Daemon:
             log.info("worker_ready", node=self.cfg.node.name, worker=self.link.index, **self._addresses())
             return
         sdnotify.ready()  # a supervisor gets here once every worker is ready (_start_workers waited)
-        log.info("ready", node=self.cfg.node.name, version=__version__, **self._addresses())
+        log.info("ready", node=self.cfg.node.name, version=__version__, compiled=compiled(), **self._addresses())
 
     def _addresses(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -525,7 +525,8 @@ def _count(text: str) -> int:
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ocsd", description="Online charging daemon (Diameter Gy/Ro, RADIUS).")
     p.add_argument("--config", help="config file (default: $OCS_CONFIG, then config/ocs.toml)")
-    p.add_argument("--version", action="version", version=f"ocsd {__version__}")
+    p.add_argument("--version", action="version",
+                   version=f"ocsd {__version__} ({'compiled' if compiled() else 'pure Python'})")
     p.add_argument("--workers", type=_count, metavar="N",
                    help="charging processes sharing the ports under one supervisor (default: node.workers;"
                         " 0 = one per core; 1 = one process, no supervisor)")

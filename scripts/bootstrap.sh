@@ -21,6 +21,12 @@ pg_up || have pg_ctlcluster || need_pkgs+=(postgresql)
 have pdftotext || need_pkgs+=(poppler-utils)   # tests read the invoice PDFs back
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_pkgs+=(fonts-dejavu-core)   # invoice PDFs
 have chromium || need_pkgs+=(chromium)   # the web pages are tested in headless Chromium (Playwright drives it)
+if [ "${OCS_NO_COMPILE:-0}" != "1" ]; then   # mypyc compiles the hot modules (scripts/compile.py)
+  have gcc || need_pkgs+=(gcc)
+  py=python3; [ -x .venv/bin/python ] && py=.venv/bin/python   # the headers of the Python the venv runs
+  $py -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(sysconfig.get_paths()["include"] + "/Python.h"))' \
+    2>/dev/null || need_pkgs+=(python3-dev)
+fi
 if [ "${OCS_WITH_INTEROP:-0}" = "1" ]; then
   have radclient || need_pkgs+=(freeradius-utils)
   have erlc || need_pkgs+=(erlang-base erlang-dev)
@@ -57,3 +63,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q -e '.[dev]' 2>&1 | grep -v -E '^(WARNING|  |$)' || true
   .venv/bin/python -c 'import ocs, pyrad, diameter, redis, asyncpg, aiosmtplib, httpx, aiosmtpd, reportlab, openpyxl' && touch "$stamp"
 fi
+# the hot modules as C extensions (a minute or two, again only when one of their sources changed);
+# skipped with one line without a compiler or with OCS_NO_COMPILE=1, and then ocsd runs as pure Python
+.venv/bin/python scripts/compile.py
