@@ -69,18 +69,14 @@ def _stale() -> str:
 
 
 def _decide() -> tuple[bool, str]:
-    """(compiled, why not): run the binaries only when every recorded one matches its source."""
-    if os.environ.get("OCS_PURE_PYTHON") == "1":
-        return False, "OCS_PURE_PYTHON=1"
-    if not os.path.isfile(os.path.join(_HERE, "_compiled.py")):
-        return False, "not compiled"
+    """(compiled, stale): run the binaries only when every recorded one matches its source."""
+    if os.environ.get("OCS_PURE_PYTHON") == "1" or not os.path.isfile(os.path.join(_HERE, "_compiled.py")):
+        return False, ""
     reason = _stale()
-    if reason:
-        print(f"ocs: {reason}: running pure Python (scripts/compile.py rebuilds)", file=sys.stderr)
     return not reason, reason
 
 
-_COMPILED, pure_reason = _decide()
+_COMPILED, _STALE = _decide()
 if not _COMPILED:
     sys.meta_path.insert(0, SourceFirst)
 
@@ -88,3 +84,11 @@ if not _COMPILED:
 def compiled() -> bool:
     """True when the hot modules run as mypyc-compiled binaries (ocsd --version and the ready line say it)."""
     return _COMPILED
+
+
+def stale() -> str:
+    """Why a build that exists is not used ('' when it is, or when there is none or OCS_PURE_PYTHON=1).
+
+    ocsd logs it as one warning at start; nothing is printed at import (ocsctl's output stays clean).
+    """
+    return f"{_STALE}: running pure Python (scripts/compile.py rebuilds)" if _STALE else ""

@@ -27,7 +27,7 @@ import asyncpg
 import structlog
 from redis.asyncio import Redis
 
-from ocs import __version__, compiled, config, sdnotify
+from ocs import __version__, compiled, config, sdnotify, stale
 from ocs.charging import Charging
 from ocs.log import configure as configure_logging
 from ocs.log import flush as flush_logs
@@ -543,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ocsd: config: {exc}", file=sys.stderr)
         return 2
     configure_logging(cfg.log.level, cfg.log.format, cfg.log.request_lines_per_second)
+    if stale() and args.worker is None:  # an edited hot module: its binary is not run, nor the others
+        log.warning("compiled_modules_stale", reason=stale())
     try:
         import uvloop
 
