@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pyrad import packet as rp
 
-from tests.support.daemon import Daemon, provision_demo, require_services
+from tests.support.daemon import Daemon, running
 from tests.support.radius_client import access, send
 
 pytestmark = pytest.mark.e2e
@@ -21,17 +21,8 @@ SENT = 20
 
 @pytest.fixture
 def sampled_daemon(tmp_path: Path) -> Iterator[Daemon]:
-    require_services()
-    d = Daemon(tmp_path, request_lines_per_second=2)
-    d.write_config()
-    d.create_database()
-    provision_demo(d)
-    try:
-        d.start()
+    with running(tmp_path, request_lines_per_second=2) as d:
         yield d
-        assert d.stop() == 0, d.log_path.read_text()[-4000:]
-    finally:
-        d.cleanup()
 
 
 def _access_lines(d: Daemon) -> tuple[list[dict[str, Any]], int]:

@@ -298,11 +298,12 @@ def provision_demo(d: Daemon, balance: str = "10.00") -> None:
     d.ocsctl("topup", "alice", balance, "--reference", "e2e-alice-1")
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    """A provisioned, running ocsd; stopped with SIGTERM (exit 0 asserted) and cleaned up."""
+@contextlib.contextmanager
+def running(tmp_path: Path, **settings: Any) -> Iterator[Daemon]:
+    """A provisioned, running ocsd (``settings``: Daemon fields); stopped with SIGTERM (exit 0 asserted)
+    and cleaned up."""
     require_services()
-    d = Daemon(tmp_path)
+    d = Daemon(tmp_path, **settings)
     d.write_config()
     d.create_database()
     provision_demo(d)
@@ -312,3 +313,10 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         assert d.stop() == 0, d.log_path.read_text()[-4000:]
     finally:
         d.cleanup()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """A provisioned, running ocsd; stopped with SIGTERM (exit 0 asserted) and cleaned up."""
+    with running(tmp_path) as d:
+        yield d
