@@ -60,6 +60,9 @@ LAYOUT_VERSION = 1
 USAGE_GROUP = "flush"
 
 
+_TAGS: dict[str, list[str]] = {}  # key prefix -> the hash tag of each shard
+
+
 def shard_of(account_id: str, shards: int) -> int:
     """Stable shard of an account (crc32, not Python's salted hash)."""
     return zlib.crc32(account_id.encode()) % shards
@@ -77,7 +80,15 @@ class Keys:
     placement: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def tag(self, shard: int) -> str:
-        return f"{self.prefix}{{s{shard:02d}}}"
+        """``<prefix>{sNN}``: the hash tag of a shard, formatted once per prefix (every key of a request needs it)."""
+        tags = _TAGS.get(self.prefix)
+        if tags is not None and 0 <= shard < len(tags):
+            return tags[shard]
+        if not 0 <= shard < 4096:  # not a shard this node has: formatted, not kept
+            return f"{self.prefix}{{s{shard:02d}}}"
+        tags = [f"{self.prefix}{{s{i:02d}}}" for i in range(max(shard + 1, self.shards))]
+        _TAGS[self.prefix] = tags
+        return tags[shard]
 
     def shard_for(self, account_id: str) -> int:
         """The shard of an account's keys: its placement when it has one, else crc32 (one dict lookup)."""
