@@ -64,6 +64,7 @@ class Peer(asyncio.Protocol):
         self.buf = bytearray()
         self._out: list[bytes] = []  # messages queued for this loop tick (see send)
         self.transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by connection_made: a task per CCR without a lookup
         self.peer_host = ""  # Origin-Host of the CER, wire text (as the sessions' origin is stored)
         self.peer_realm = ""  # Origin-Realm of the CER, wire text: the Destination-Realm of our requests
         self.opened = False  # reached OPEN once (the listeners were told)
@@ -86,6 +87,7 @@ class Peer(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if peer else ""
         self.server.peers.add(self)
@@ -119,7 +121,7 @@ class Peer(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         if not self._out:
-            asyncio.get_running_loop().call_soon(self.flush)
+            (self._loop or asyncio.get_running_loop()).call_soon(self.flush)
         self._out.append(data)
 
     def flush(self) -> None:
@@ -343,7 +345,7 @@ class Peer(asyncio.Protocol):
         if self.inflight >= self.cfg.max_inflight_per_peer and self.transport is not None:
             self.transport.pause_reading()
             self.paused = True
-        task = asyncio.ensure_future(self._ccr(msg))
+        task = (self._loop or asyncio.get_running_loop()).create_task(self._ccr(msg))
         self.tasks.add(task)
         task.add_done_callback(self._ccr_done)
 

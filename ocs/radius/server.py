@@ -75,6 +75,7 @@ class RadiusServer:
         self.cache = DuplicateCache(cfg.radius.duplicate_cache_seconds, cfg.cache.radius_duplicates)
         self.tasks: set[asyncio.Task[None]] = set()
         self.endpoints: dict[str, _Endpoint] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start: a task per request without a lookup
         self.accepting = False
         c = cfg.charging
         self.call_hold = max(c.validity_seconds, c.max_grant_seconds) + c.grace_seconds
@@ -90,7 +91,7 @@ class RadiusServer:
         return out
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for kind, addr in (("auth", self.cfg.radius.auth_listen), ("acct", self.cfg.radius.acct_listen)):
             if self.sockets is not None:  # shared with the other workers: each datagram is read by one of them
                 _t, ep = await loop.create_datagram_endpoint(lambda k=kind: _Endpoint(self, k),  # type: ignore[misc]
@@ -147,7 +148,7 @@ class RadiusServer:
             self._drop("overload")  # silence: the NAS retransmits (design.md convention 5)
             return
         self.cache.begin(key)
-        task = asyncio.ensure_future(self._handle(ep, client, pkt, addr, key))
+        task = (self._loop or asyncio.get_running_loop()).create_task(self._handle(ep, client, pkt, addr, key))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
