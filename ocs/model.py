@@ -89,6 +89,31 @@ class ChargeRequest:
     hold_seconds: int | None = None  # keep the hold this long without news (default validity + grace)
     reach: str = ""  # how the front end reaches the session's client later (RADIUS: NAS address, user), kept as is
 
+    def __init__(self, subscriber: str, session: str, request_number: int, service: Service = Service.VOICE,
+                 rating_group: int = 0, destination: str = "", event_time: datetime | None = None,
+                 used_units: int = 0, used_is_total: bool = False, requested_units: int | None = None,
+                 protocol: str = "", origin: str = "", calling: str = "", termination_cause: str = "",
+                 password_check: Callable[[str], bool] | None = None, hold_seconds: int | None = None,
+                 reach: str = "") -> None:
+        """Written out, not generated: mypyc compiles it."""
+        self.subscriber = subscriber
+        self.session = session
+        self.request_number = request_number
+        self.service = service
+        self.rating_group = rating_group
+        self.destination = destination
+        self.event_time = event_time
+        self.used_units = used_units
+        self.used_is_total = used_is_total
+        self.requested_units = requested_units
+        self.protocol = protocol
+        self.origin = origin
+        self.calling = calling
+        self.termination_cause = termination_cause
+        self.password_check = password_check
+        self.hold_seconds = hold_seconds
+        self.reach = reach
+
 
 @dataclass(slots=True)  # built per request (and per stored-outcome replay): slots, not frozen
 class Outcome:
@@ -115,6 +140,23 @@ class Outcome:
     currency: str = ""
     duplicate: bool = False
     reason: str = ""  # human text for Reply-Message / logs
+
+    def __init__(self, status: Status, granted_units: int = 0, validity_seconds: int = 0, final: bool = False,
+                 charged: int = 0, reserved: int = 0, balance: int | None = None, price: int | None = None,
+                 account: str = "", currency: str = "", duplicate: bool = False, reason: str = "") -> None:
+        """Written out, not generated: mypyc compiles it."""
+        self.status = status
+        self.granted_units = granted_units
+        self.validity_seconds = validity_seconds
+        self.final = final
+        self.charged = charged
+        self.reserved = reserved
+        self.balance = balance
+        self.price = price
+        self.account = account
+        self.currency = currency
+        self.duplicate = duplicate
+        self.reason = reason
 
     @property
     def ok(self) -> bool:

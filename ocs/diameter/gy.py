@@ -14,6 +14,7 @@ import asyncio
 import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from ocs.diameter import codec
 from ocs.diameter import constants as c
@@ -49,6 +50,12 @@ class Units:
     octets: int | None = None
     ssu: int | None = None
 
+    def __init__(self, time: int | None = None, octets: int | None = None, ssu: int | None = None) -> None:
+        """Written out, not generated: mypyc compiles it."""
+        self.time = time
+        self.octets = octets
+        self.ssu = ssu
+
     def service(self) -> Service | None:
         if self.time is not None:
             return Service.VOICE
@@ -62,6 +69,9 @@ class Units:
         if service is Service.VOICE:
             return self.time
         return self.octets if service is Service.DATA else self.ssu
+
+
+_FRESH: Final[list[ChargeRequest]] = []  # Ccr's default for requests, never stored: each Ccr gets a new list
 
 
 @dataclass
@@ -79,6 +89,24 @@ class Ccr:
     mscc: bool
     requests: list[ChargeRequest] = field(default_factory=list)
     session_echo: str = ""  # Session-Id as received, echoed in the CCA (session_id is its wire_text)
+
+    def __init__(self, session_id: str, request_type: int, request_number: int, origin_host: str, subscriber: str,
+                 destination: str, calling: str, event_time: datetime | None, action: EventAction, cause: str,
+                 mscc: bool, requests: list[ChargeRequest] = _FRESH, session_echo: str = "") -> None:
+        """Written out, not generated: mypyc compiles it."""
+        self.session_id = session_id
+        self.request_type = request_type
+        self.request_number = request_number
+        self.origin_host = origin_host
+        self.subscriber = subscriber
+        self.destination = destination
+        self.calling = calling
+        self.event_time = event_time
+        self.action = action
+        self.cause = cause
+        self.mscc = mscc
+        self.requests = [] if requests is _FRESH else requests  # as default_factory=list
+        self.session_echo = session_echo
 
 
 def _u64(avp: Avp) -> int:

@@ -78,6 +78,14 @@ class Packet:
     raw: bytes
     attrs: dict[int, list[bytes]]
 
+    def __init__(self, code: int, ident: int, authenticator: bytes, raw: bytes, attrs: dict[int, list[bytes]]) -> None:
+        """Written out, not generated: mypyc compiles it (frozen: object.__setattr__, as the generated one)."""
+        object.__setattr__(self, "code", code)
+        object.__setattr__(self, "ident", ident)
+        object.__setattr__(self, "authenticator", authenticator)
+        object.__setattr__(self, "raw", raw)
+        object.__setattr__(self, "attrs", attrs)
+
     def raw_attr(self, kind: int) -> bytes | None:
         vals = self.attrs.get(kind)
         return vals[0] if vals else None

@@ -79,6 +79,17 @@ class Block:
     price_num: int  # rate * units * count (exact price * PER_UNITS)
     count: int = 1
 
+    def __init__(self, offset: int, units: int, band: str, rate: int, line: int, price_num: int,
+                 count: int = 1) -> None:
+        """Written out, not generated: mypyc compiles it (frozen: object.__setattr__, as the generated one)."""
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "units", units)
+        object.__setattr__(self, "band", band)
+        object.__setattr__(self, "rate", rate)
+        object.__setattr__(self, "line", line)
+        object.__setattr__(self, "price_num", price_num)
+        object.__setattr__(self, "count", count)
+
 
 @dataclass(frozen=True)
 class Rating:
@@ -87,6 +98,15 @@ class Rating:
     billed_units: int
     charge: int
     blocks: tuple[Block, ...]
+
+    def __init__(self, selection: Selection, units: int, billed_units: int, charge: int,
+                 blocks: tuple[Block, ...]) -> None:
+        """Written out, not generated: mypyc compiles it (frozen: object.__setattr__, as the generated one)."""
+        object.__setattr__(self, "selection", selection)
+        object.__setattr__(self, "units", units)
+        object.__setattr__(self, "billed_units", billed_units)
+        object.__setattr__(self, "charge", charge)
+        object.__setattr__(self, "blocks", blocks)
 
 
 @dataclass(frozen=True)
@@ -109,6 +129,17 @@ class GrantPlan:
     per: int
     segments: tuple[tuple[int, int, int], ...]
     max_blocks: int
+
+    def __init__(self, position: int, base_num: int, charged_base: int, fee: int, per: int,
+                 segments: tuple[tuple[int, int, int], ...], max_blocks: int) -> None:
+        """Written out, not generated: mypyc compiles it (frozen: object.__setattr__, as the generated one)."""
+        object.__setattr__(self, "position", position)
+        object.__setattr__(self, "base_num", base_num)
+        object.__setattr__(self, "charged_base", charged_base)
+        object.__setattr__(self, "fee", fee)
+        object.__setattr__(self, "per", per)
+        object.__setattr__(self, "segments", segments)
+        object.__setattr__(self, "max_blocks", max_blocks)
 
 
 def billed(units: int, first: int, nxt: int) -> int:

@@ -81,6 +81,13 @@ class Target:
     rg: int
     currency: str = ""
 
+    def __init__(self, account: str, sid: str, rg: int, currency: str = "") -> None:
+        """Written out, not generated: mypyc compiles it."""
+        self.account = account
+        self.sid = sid
+        self.rg = rg
+        self.currency = currency
+
     def member(self) -> str:
         return member(self.account, self.sid, self.rg)
 
@@ -102,6 +109,23 @@ class Debit:
     plan: GrantPlan | None = None  # None: terminate (release the rest, close, CDR)
     bundle: str = ""  # bundles: '' (none) or bundle_debit_arg(...)
 
+    def __init__(self, request_number: int, expect_used: str, used: int, charged: int, billed: int, units_now: int,
+                 event_time: str, excess_total: int, excess: int, cause: str = "", plan: GrantPlan | None = None,
+                 bundle: str = "") -> None:
+        """Written out, not generated: mypyc compiles it."""
+        self.request_number = request_number
+        self.expect_used = expect_used
+        self.used = used
+        self.charged = charged
+        self.billed = billed
+        self.units_now = units_now
+        self.event_time = event_time
+        self.excess_total = excess_total
+        self.excess = excess
+        self.cause = cause
+        self.plan = plan
+        self.bundle = bundle
+
 
 @dataclass(slots=True)
 class Leg:
@@ -115,6 +139,13 @@ class Leg:
     charged: int = 0  # the session's wholesale charged total after this request (event: its amount)
     plan: GrantPlan | None = None  # the wholesale plan of the next grant (reserve, debit update)
     offset: int = 0  # the subscriber's billed position minus the reseller's (where both plans start)
+
+    def __init__(self, account: str, charged: int = 0, plan: GrantPlan | None = None, offset: int = 0) -> None:
+        """Written out, not generated: mypyc compiles it."""
+        self.account = account
+        self.charged = charged
+        self.plan = plan
+        self.offset = offset
 
     def grant_arg(self) -> str:
         """``wholesale plan`` SEP ``offset``; '' when there is no plan (the script then grants nothing more)."""
@@ -138,6 +169,24 @@ class Orphan:
     context: str  # packed context for a new tombstone ('' when one exists)
     excess_total: int
     excess: int
+
+    def __init__(self, request_number: int, expect_used: str, used: int, charged: int, billed: int, amount: int,
+                 units_now: int, event_time: str, terminate: bool, cause: str, context: str, excess_total: int,
+                 excess: int) -> None:
+        """Written out, not generated: mypyc compiles it."""
+        self.request_number = request_number
+        self.expect_used = expect_used
+        self.used = used
+        self.charged = charged
+        self.billed = billed
+        self.amount = amount
+        self.units_now = units_now
+        self.event_time = event_time
+        self.terminate = terminate
+        self.cause = cause
+        self.context = context
+        self.excess_total = excess_total
+        self.excess = excess
 
 
 class ChargingScripts:

@@ -55,6 +55,14 @@ class SessionState:
     f: dict[str, str]
     sel: Selection | None = field(default=None, compare=False)  # rule 1 at the start, once computed
 
+    def __init__(self, account: str, sid: str, rg: int, f: dict[str, str], sel: Selection | None = None) -> None:
+        """Written out, not generated: mypyc compiles it (frozen: object.__setattr__, as the generated one)."""
+        object.__setattr__(self, "account", account)
+        object.__setattr__(self, "sid", sid)
+        object.__setattr__(self, "rg", rg)
+        object.__setattr__(self, "f", f)
+        object.__setattr__(self, "sel", sel)
+
     @property
     def closed(self) -> bool:
         return self.f.get("closed") == "1"
