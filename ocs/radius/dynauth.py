@@ -131,7 +131,7 @@ def build_request(code: int, ident: int, secret: bytes, attributes: Sequence[byt
     """
     body = b"".join(attributes)
     head = struct.pack("!BBH", code, ident, codec.HEADER + len(_MA_PLACEHOLDER) + len(body))
-    ma = hmac.new(secret, head + bytes(16) + _MA_PLACEHOLDER + body, "md5").digest()
+    ma = codec.hmac_md5(secret, head + bytes(16) + _MA_PLACEHOLDER + body)
     attrs = _MA_PLACEHOLDER[:2] + ma + body
     return head + hashlib.md5(head + bytes(16) + attrs + secret).digest() + attrs
 
