@@ -121,12 +121,13 @@ class Flusher:
 
     async def _read(self) -> list[Entry]:
         start = "0" if self._recover else ">"
-        replies = await asyncio.gather(*(
-            self.rp.call("XREADGROUP", "GROUP", USAGE_GROUP, self.consumer, "COUNT", self.per_stream,
-                         "STREAMS", s, start)
-            for s in self.keys.all_usage_streams()))
         entries: list[Entry] = []
-        for reply in replies:
+        # One stream at a time, not the 16 reads in one pipeline: Redis runs a client's pipelined
+        # commands back to back, and building ~2,000 entries' replies held every charging script
+        # behind them for milliseconds (the open-loop p99, docs/performance.md).
+        for s in self.keys.all_usage_streams():
+            reply = await self.rp.call("XREADGROUP", "GROUP", USAGE_GROUP, self.consumer, "COUNT", self.per_stream,
+                                       "STREAMS", s, start)
             for stream, items in reply or []:
                 for entry_id, raw in items:
                     if raw:  # a pending entry deleted meanwhile comes back empty
@@ -142,9 +143,8 @@ class Flusher:
         by_stream: dict[str, list[str]] = {}
         for stream, entry_id, _f in entries:
             by_stream.setdefault(stream, []).append(entry_id)
-        await asyncio.gather(*(
-            c for stream, ids in by_stream.items()
-            for c in (self.rp.call("XACK", stream, USAGE_GROUP, *ids), self.rp.call("XDEL", stream, *ids))))
+        for stream, ids in by_stream.items():  # a stream at a time, as _read and for the same reason
+            await asyncio.gather(self.rp.call("XACK", stream, USAGE_GROUP, *ids), self.rp.call("XDEL", stream, *ids))
 
     async def flush_once(self) -> int:
         """Move one batch to PostgreSQL; returns how many records left the stream."""

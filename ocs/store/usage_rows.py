@@ -7,6 +7,7 @@ statement that inserts the usage rows also queues the alerts they raise
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -73,6 +74,26 @@ _MOVE = {
 }
 
 
+# Records converted or encoded between two turns of the event loop.  The flusher shares the loop with
+# the charging path: a batch of 2,000 converted in one go held every request for ~7 ms (and COPY's
+# encoding as long again), the open-loop p99 of the bench (docs/performance.md).
+SLICE = 200
+
+
+async def _rows_in_slices(entries: list[Entry], costs: CostBook | None
+                          ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """:func:`to_rows` a slice at a time, letting the loop run in between."""
+    usage: list[tuple[Any, ...]] = []
+    cdrs: list[tuple[Any, ...]] = []
+    for i in range(0, len(entries), SLICE):
+        if i:
+            await asyncio.sleep(0)
+        u, c = to_rows(entries[i:i + SLICE], costs)
+        usage += u
+        cdrs += c
+    return usage, cdrs
+
+
 async def write_batch(conn: asyncpg.Connection | PoolConnectionProxy, entries: list[Entry],
                       costs: CostBook | None = None) -> list[tuple[str, str]]:
     """Write a batch idempotently in one transaction (COPY into temp tables, then ON CONFLICT).
@@ -80,7 +101,7 @@ async def write_batch(conn: asyncpg.Connection | PoolConnectionProxy, entries: l
     ``costs``: the route table and provider sheets that price each CDR (:mod:`ocs.wholesale.cost`).
     Returns the (event, channel) of each alert the new usage rows queued (for ``ocs_alerts_total``).
     """
-    usage, cdrs = to_rows(entries, costs)
+    usage, cdrs = await _rows_in_slices(entries, costs)
     alerts: list[tuple[str, str]] = []
     async with conn.transaction():
         for table, cols, rows in (("usage", USAGE_COLS, usage), ("cdrs", CDR_COLS, cdrs)):
@@ -89,7 +110,8 @@ async def write_batch(conn: asyncpg.Connection | PoolConnectionProxy, entries: l
             tmp = f"_in_{table}"
             await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp}"
                                f" (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-            await conn.copy_records_to_table(tmp, records=rows, columns=list(cols))
+            for i in range(0, len(rows), SLICE):  # one COPY per slice: each encodes ~1 ms, then the loop runs
+                await conn.copy_records_to_table(tmp, records=rows[i:i + SLICE], columns=list(cols))
             if table == "usage":
                 alerts = [(r[0], r[1]) for r in await conn.fetch(_MOVE[table])]
             else:

@@ -160,3 +160,15 @@ async def test_excess_usage_reaches_postgres_on_the_record(core: Charging, flush
     cdr = await pg.fetchrow("SELECT duration, excess_units FROM cdrs WHERE session_id = 'ov1'")
     assert (cdr["duration"], cdr["excess_units"]) == (930, 2**32 - 1 - 900)
     assert core.metrics.overuse_units.labels("test")._value.get() == 2**32 - 1 - 900
+
+
+async def test_a_batch_of_many_slices_is_written_once(pg: asyncpg.Connection) -> None:
+    """write_batch converts and COPYs a slice at a time (the event loop runs in between): every record
+    of a batch several slices long lands once, and a replay of the batch adds nothing."""
+    from ocs.store.usage_rows import SLICE, write_batch
+
+    entries = [("s", f"1-{i}", _usage(f"big:{i}", session=f"s{i}")) for i in range(3 * SLICE + 7)]
+    await write_batch(pg, entries)
+    await write_batch(pg, entries)
+    assert await pg.fetchval("SELECT count(*) FROM usage WHERE record_id LIKE 'big:%'") == 3 * SLICE + 7
+    assert await pg.fetchval("SELECT count(DISTINCT record_id) FROM usage") == 3 * SLICE + 7
