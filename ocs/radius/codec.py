@@ -217,7 +217,7 @@ def pap_password(pkt: Packet, secret: bytes) -> bytes | None:
     for i in range(0, len(hidden), 16):
         block = hidden[i:i + 16]
         key = hashlib.md5(secret + last).digest()
-        out += bytes(a ^ b for a, b in zip(block, key, strict=True))
+        out += (int.from_bytes(block, "big") ^ int.from_bytes(key, "big")).to_bytes(16, "big")  # one XOR, not 16
         last = block
     return bytes(out).rstrip(b"\x00")
 
