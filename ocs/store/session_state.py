@@ -40,7 +40,8 @@ INDEX_TTL = 86400  # the session-id index outlives any session
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat()
+    """ISO 8601 in UTC; the front ends' clock is already UTC (no astimezone copy then)."""
+    return (ts if ts.tzinfo is UTC else ts.astimezone(UTC)).isoformat()
 
 
 def ms(ts: datetime) -> int:
